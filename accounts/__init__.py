@@ -1,0 +1,1 @@
+"""Users, co-ops, federations, memberships and authentication."""

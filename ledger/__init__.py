@@ -1,0 +1,1 @@
+"""The mutual-credit ledger: a pure core (values, validation) and a service owning the unit of work."""

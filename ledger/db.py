@@ -1,0 +1,98 @@
+"""Database engines for both supported backends, configured as DESIGN §2 requires.
+
+SQLite: WAL, synchronous=FULL, foreign keys and a busy timeout on every connection; every write
+transaction opens with BEGIN IMMEDIATE (a deferred BEGIN would lose concurrent writers to
+"database is locked" at their first write). PostgreSQL: psycopg 3, READ COMMITTED.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+class DatabaseUrlError(ValueError):
+    pass
+
+
+def normalise_url(url: str) -> str:
+    """Accept `sqlite:///path` or a plain `postgresql://…` URL; choose the driver ourselves."""
+    if url.startswith("sqlite:///") or url.startswith("sqlite+pysqlite:///"):
+        return "sqlite+pysqlite:///" + url.split(":///", 1)[1]
+    for prefix in ("postgresql://", "postgres://", "postgresql+psycopg://", "postgresql+psycopg2://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    raise DatabaseUrlError(
+        "COMMONS_DATABASE_URL must start with sqlite:/// or postgresql:// "
+        f"(got {url.split(':', 1)[0]!r})"
+    )
+
+
+def is_sqlite(engine: Engine | Connection) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Hand transaction control to SQLAlchemy's "begin" event below.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
+    """Create the engine for `url` (see `normalise_url`)."""
+    full = normalise_url(url)
+    if full.startswith("sqlite"):
+        engine = sa.create_engine(
+            full,
+            echo=echo,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=False,
+        )
+        _configure_sqlite(engine)
+        return engine
+    return sa.create_engine(
+        full,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        isolation_level="READ COMMITTED",
+    )
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """One short write transaction: BEGIN IMMEDIATE on SQLite, READ COMMITTED on PostgreSQL.
+
+    Commits when the block ends without an exception; the caller answers only afterwards.
+    """
+    with engine.begin() as conn:
+        yield conn
+
+
+@contextmanager
+def read_transaction(engine: Engine) -> Iterator[Connection]:
+    """A read-only snapshot. On SQLite a deferred BEGIN, so readers never wait for writers."""
+    with engine.connect().execution_options(sqlite_begin="DEFERRED") as conn, conn.begin():
+        yield conn
