@@ -52,6 +52,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "rate_limited": 429,
     "already_exists": 409,
     "database_behind": 503,
+    "service_unavailable": 503,
     "internal_error": 500,
 }
 

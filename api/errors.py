@@ -1,0 +1,125 @@
+"""The one place where errors become RFC 9457 application/problem+json responses."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from ledger.errors import STATUS_BY_CODE, DomainError
+
+log = logging.getLogger("commons.api")
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://commons.coop/problems/"
+
+_CODE_BY_STATUS = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+    429: "rate_limited",
+    503: "service_unavailable",
+}
+
+_TITLES = {
+    "not_found": "Not found",
+    "method_not_allowed": "Method not allowed",
+    "payload_too_large": "Payload too large",
+    "validation_failed": "Validation failed",
+    "unauthenticated": "Authentication required",
+    "forbidden": "Forbidden",
+    "internal_error": "Internal server error",
+}
+
+
+def problem(
+    request: Request[Any, Any, Any] | None,
+    *,
+    status: int,
+    code: str,
+    detail: str,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + code,
+        "title": _TITLES.get(code, code.replace("_", " ").capitalize()),
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if request is not None:
+        body["instance"] = request.url.path
+    if errors:
+        body["errors"] = errors
+    return Response(content=body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _validation_errors(exc: ValidationException) -> list[dict[str, Any]]:
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    errors = []
+    for item in extra:
+        if isinstance(item, dict):
+            errors.append(
+                {
+                    "field": str(item.get("key") or item.get("source") or ""),
+                    "message": str(item.get("message", "")),
+                }
+            )
+    return errors
+
+
+def _amount_field(name: str) -> bool:
+    leaf = name.rsplit(".", 1)[-1]
+    return leaf in {"amount", "min_balance", "max_balance", "default_min_balance", "default_max_balance", "max_transfer_amount"}
+
+
+def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    if isinstance(exc, DomainError):
+        errors = [
+            {"field": p.field, "code": p.code, "message": p.detail} for p in exc.problems if p.field
+        ]
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        if exc.code == "rate_limited" and "retry_after" in exc.extra:
+            headers = {"Retry-After": str(exc.extra["retry_after"])}
+        return problem(request, status=exc.status, code=exc.code, detail=exc.detail, errors=errors, headers=headers)
+    if isinstance(exc, ValidationException):
+        errors = _validation_errors(exc)
+        if errors and all(_amount_field(e["field"]) for e in errors):
+            return problem(
+                request,
+                status=422,
+                code="invalid_amount",
+                detail="amounts are decimal strings such as \"1.50\", with at most the unit's decimals",
+                errors=errors,
+            )
+        malformed = any("decode" in e["message"].lower() or "json" in e["message"].lower() for e in errors)
+        detail = "the request body is not valid JSON" if malformed else "the request is not valid"
+        return problem(request, status=400 if malformed else 422, code="validation_failed", detail=detail, errors=errors)
+    if isinstance(exc, HTTPException):
+        status = exc.status_code
+        code = _CODE_BY_STATUS.get(status, "bad_request" if status < 500 else "internal_error")
+        detail = exc.detail if status < 500 else "something went wrong on our side"
+        headers = dict(exc.headers) if exc.headers else None
+        if status == 401:
+            headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
+        return problem(request, status=status, code=code, detail=detail, headers=headers)
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem(
+        request,
+        status=HTTP_500_INTERNAL_SERVER_ERROR,
+        code="internal_error",
+        detail="something went wrong on our side; nothing was changed",
+    )
+
+
+assert all(code in STATUS_BY_CODE or code in _CODE_BY_STATUS.values() for code in _TITLES)

@@ -1,0 +1,200 @@
+"""Transfers: pay, claim, answer a claim, reverse, list; and the treasurer's batch import."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.params import Parameter
+from sqlalchemy.engine import Connection
+
+from accounts import service as accounts
+from accounts.actor import Actor
+from api import present, schemas as s
+from api.runtime import Runtime
+from ledger import idempotency, queries, service
+from ledger.batch import BatchEntry, post_batch
+from ledger.errors import DomainError, Problem
+from ledger.service import TransferInput, TransferRecord
+
+IdempotencyKey = Parameter(header="Idempotency-Key", default=None, required=False)
+
+
+def _render(conn: Connection, record: TransferRecord, units: dict[int, tuple[str, int]] | None = None) -> dict[str, Any]:
+    units = {} if units is None else units
+    if record.ledger_id not in units:
+        units[record.ledger_id] = queries.ledger_unit(conn, record.ledger_id)
+    code, scale = units[record.ledger_id]
+    return present.transfer(record, unit_code=code, scale=scale).model_dump(mode="json")
+
+
+def _idempotent(
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    actor: Actor,
+    key: str | None,
+    body: Any,
+    command: Any,
+) -> Response[Any]:
+    key = idempotency.validate_key(key)
+    stored = idempotency.run_idempotent(
+        runtime.engine,
+        user_id=actor.user_id,
+        key=key,
+        request_hash=idempotency.fingerprint(request.method, request.url.path, body),
+        now=runtime.clock(),
+        command=command,
+    )
+    headers = {"Idempotent-Replayed": "true"} if stored.replayed else {}
+    return Response(content=stored.body, status_code=stored.status, headers=headers)
+
+
+class TransferController(Controller):
+    path = "/transfers"
+    tags = ["transfers"]
+
+    @post("/", sync_to_thread=True, status_code=201)
+    def create(
+        self,
+        request: Request[Any, Any, Any],
+        data: s.TransferCreate,
+        actor: Actor,
+        runtime: Runtime,
+        idempotency_key: str | None = IdempotencyKey,
+    ) -> Response[s.TransferOut]:
+        """Pay (you hold the payer account), claim (you hold the payee account), or record as treasurer."""
+        payer, payee = present.id_in(data.payer), present.id_in(data.payee)
+        now = runtime.clock()
+
+        def command(conn: Connection) -> tuple[int, Any]:
+            scale = queries.account_scale(conn, payer, payee)
+            amount = present.amount_in(data.amount, scale=scale, field="amount")
+            record = service.create_transfer(
+                conn,
+                actor=actor,
+                request=TransferInput(payer, payee, amount, data.memo, data.category, data.occurred_on),
+                now=now,
+            )
+            return 201, _render(conn, record)
+
+        return _idempotent(request, runtime, actor, idempotency_key, data.model_dump(mode="json"), command)
+
+    @get("/{transfer_id:str}", sync_to_thread=True)
+    def read(self, transfer_id: str, actor: Actor, runtime: Runtime) -> s.TransferOut:
+        tid = present.id_in(transfer_id, code="transfer_not_found", what="transfer")
+
+        def fn(conn: Connection) -> dict[str, Any]:
+            record = service.get_transfer(conn, tid)
+            if not service.visible_to(actor, record):
+                raise DomainError("transfer_not_found", "no such transfer")
+            return _render(conn, record)
+
+        return s.TransferOut.model_validate(runtime.read(fn))
+
+    @get("/", sync_to_thread=True)
+    def list(
+        self,
+        actor: Actor,
+        runtime: Runtime,
+        account: str | None = None,
+        status: str | None = Parameter(default=None, pattern="^(posted|pending|rejected|cancelled|expired)$"),
+        cursor: str | None = None,
+        limit: int = Parameter(default=queries.DEFAULT_PAGE, ge=1, le=queries.MAX_PAGE),
+    ) -> s.TransferPage:
+        account_id = None if account is None else present.id_in(account)
+
+        def fn(conn: Connection) -> s.TransferPage:
+            records, last = queries.list_transfers(
+                conn, actor=actor, account_id=account_id, status=status, cursor=queries.decode_cursor(cursor), limit=queries.check_limit(limit)
+            )
+            units: dict[int, tuple[str, int]] = {}
+            return s.TransferPage(
+                items=[s.TransferOut.model_validate(_render(conn, r, units)) for r in records], next_cursor=present.cursor(last)
+            )
+
+        return runtime.read(fn)
+
+    def _answer(self, runtime: Runtime, actor: Actor, transfer_id: str, action: Any) -> s.TransferOut:
+        tid = present.id_in(transfer_id, code="transfer_not_found", what="transfer")
+        now = runtime.clock()
+        body = runtime.write(lambda conn: _render(conn, action(conn, actor=actor, transfer_id=tid, now=now)))
+        return s.TransferOut.model_validate(body)
+
+    @post("/{transfer_id:str}/accept", sync_to_thread=True, status_code=200)
+    def accept(self, transfer_id: str, actor: Actor, runtime: Runtime) -> s.TransferOut:
+        """The payer accepts a claim: it is posted now, within the limits as they are now."""
+        return self._answer(runtime, actor, transfer_id, service.accept_claim)
+
+    @post("/{transfer_id:str}/reject", sync_to_thread=True, status_code=200)
+    def reject(self, transfer_id: str, actor: Actor, runtime: Runtime) -> s.TransferOut:
+        return self._answer(runtime, actor, transfer_id, service.reject_claim)
+
+    @post("/{transfer_id:str}/cancel", sync_to_thread=True, status_code=200)
+    def cancel(self, transfer_id: str, actor: Actor, runtime: Runtime) -> s.TransferOut:
+        return self._answer(runtime, actor, transfer_id, service.cancel_claim)
+
+    @post("/{transfer_id:str}/reverse", sync_to_thread=True, status_code=201)
+    def reverse(
+        self,
+        request: Request[Any, Any, Any],
+        transfer_id: str,
+        actor: Actor,
+        runtime: Runtime,
+        data: s.ReverseIn | None = None,
+        idempotency_key: str | None = IdempotencyKey,
+    ) -> Response[s.TransferOut]:
+        """A treasurer corrects a posted transfer with a linked transfer the other way."""
+        tid = present.id_in(transfer_id, code="transfer_not_found", what="transfer")
+        reason = data.reason if data else None
+        now = runtime.clock()
+
+        def command(conn: Connection) -> tuple[int, Any]:
+            record = service.reverse_transfer(conn, actor=actor, transfer_id=tid, reason=reason, now=now)
+            return 201, _render(conn, record)
+
+        body = data.model_dump(mode="json") if data else None
+        return _idempotent(request, runtime, actor, idempotency_key, body, command)
+
+
+@post("/coops/{slug:str}/transfers/batch", sync_to_thread=True, status_code=200, tags=["transfers"], request_max_body_size=4 * 1024 * 1024)
+def post_transfer_batch(slug: str, data: s.BatchIn, actor: Actor, runtime: Runtime) -> s.BatchOut:
+    """Import many transfers (treasurer). Each item's `id` is its idempotency key; a refused item
+    does not stop the others."""
+    now = runtime.clock()
+
+    def fn(conn: Connection) -> s.BatchOut:
+        coop = accounts.get_coop(conn, slug)
+        if not actor.is_treasurer_of_coop(coop.id):
+            raise DomainError("forbidden", "only a treasurer of this co-op may import transfers")
+        entries = [_batch_entry(item, scale=coop.scale) for item in data.transfers]
+
+        def render(record: TransferRecord) -> dict[str, Any]:
+            return present.transfer(record, unit_code=coop.unit_code, scale=coop.scale).model_dump(mode="json")
+
+        results = post_batch(conn, actor=actor, ledger_id=coop.ledger_id, entries=entries, now=now, render=render)
+        items = [
+            s.BatchOutcome(
+                id=r.key,
+                outcome=r.outcome,  # type: ignore[arg-type]
+                transfer=None if r.body is None else s.TransferOut.model_validate(r.body),
+                code=None if r.problem is None else r.problem.code,
+                detail=None if r.problem is None else r.problem.detail,
+            )
+            for r in results
+        ]
+        counts = {o: sum(1 for r in results if r.outcome == o) for o in ("posted", "replayed", "refused")}
+        return s.BatchOut(items=items, **counts)
+
+    return runtime.write(fn)
+
+
+def _batch_entry(item: s.BatchItem, *, scale: int) -> BatchEntry:
+    request_hash = idempotency.fingerprint("POST", "batch", item.model_dump(mode="json"))
+    try:
+        payer = present.id_in(item.payer)
+        payee = present.id_in(item.payee)
+        amount = present.amount_in(item.amount, scale=scale, field="amount")
+    except DomainError as exc:
+        problem = exc.problems[0] if exc.problems else Problem(exc.code, exc.detail)
+        return BatchEntry(item.id, request_hash, None, problem)
+    return BatchEntry(item.id, request_hash, TransferInput(payer, payee, amount, item.memo, item.category, item.occurred_on))

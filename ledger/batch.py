@@ -1,0 +1,214 @@
+"""Many transfers in one transaction, for imports: each item accepted or refused on its own.
+
+Instead of one conditional UPDATE per item, the accounts a batch touches are locked once (in id
+order), the rules are applied in memory item by item (`ledger.core`), and the outcome is written
+with a handful of multi-row statements. The CHECK constraints on the account rows still guard
+every final balance, so a bug here cannot take an account past a limit.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from accounts.actor import Actor
+from ledger import tables as t
+from ledger.core import AccountState, AccountStatus, Movement, TransferStatus, limit_problems, validate_movement, validate_text
+from ledger.db import is_sqlite
+from ledger.errors import DomainError, Problem
+from ledger.service import TransferInput, TransferRecord, _record, ledger_policy
+
+CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class BatchEntry:
+    key: str
+    request_hash: str
+    request: TransferInput | None
+    problem: Problem | None = None  # refused before it reached the ledger (e.g. bad amount)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    key: str
+    outcome: str  # posted | replayed | refused
+    body: Any = None
+    problem: Problem | None = None
+
+
+@dataclass(slots=True)
+class _Row:
+    state: AccountState
+    debits: int
+    credits: int
+    version: int
+    touched: bool = False
+
+
+def idempotency_key(ledger_id: int, item_id: str) -> str:
+    return f"batch:{ledger_id}:{item_id}"
+
+
+def _chunks(values: Sequence[Any]) -> list[Sequence[Any]]:
+    return [values[i : i + CHUNK] for i in range(0, len(values), CHUNK)]
+
+
+def _stored(conn: Connection, user_id: int, keys: list[str]) -> dict[str, tuple[str, Any]]:
+    ik = t.idempotency_keys
+    found: dict[str, tuple[str, Any]] = {}
+    for chunk in _chunks(keys):
+        for r in conn.execute(
+            sa.select(ik.c.key, ik.c.request_hash, ik.c.response_body).where(ik.c.user_id == user_id, ik.c.key.in_(chunk))
+        ):
+            found[r.key] = (r.request_hash, json.loads(r.response_body))
+    return found
+
+
+def _lock_accounts(conn: Connection, ids: list[int]) -> dict[int, _Row]:
+    a = t.accounts
+    rows: dict[int, _Row] = {}
+    for chunk in _chunks(sorted(ids)):
+        query = (
+            sa.select(a.c.id, a.c.ledger_id, a.c.status, a.c.balance, a.c.min_balance, a.c.max_balance, a.c.debits, a.c.credits, a.c.version)
+            .where(a.c.id.in_(chunk))
+            .order_by(a.c.id)
+        )
+        if not is_sqlite(conn):  # SQLite's BEGIN IMMEDIATE already holds the write lock
+            query = query.with_for_update()
+        for r in conn.execute(query):
+            state = AccountState(r.id, r.ledger_id, AccountStatus(r.status), r.balance, r.min_balance, r.max_balance)
+            rows[r.id] = _Row(state, r.debits, r.credits, r.version)
+    return rows
+
+
+def post_batch(
+    conn: Connection,
+    *,
+    actor: Actor,
+    ledger_id: int,
+    entries: Sequence[BatchEntry],
+    now: datetime,
+    render: Callable[[TransferRecord], Any],
+) -> list[BatchResult]:
+    if not actor.is_treasurer_of_ledger(ledger_id):
+        raise DomainError("forbidden", "only a treasurer of the co-op may post a batch")
+    keys = [idempotency_key(ledger_id, e.key) for e in entries]
+    stored = _stored(conn, actor.user_id, keys)
+    ids = {i for e in entries if e.request for i in (e.request.payer_id, e.request.payee_id)}
+    accounts = _lock_accounts(conn, list(ids))
+    policy = ledger_policy(conn, ledger_id)
+
+    results: list[BatchResult | None] = []
+    pending: list[tuple[int, dict[str, Any], Movement]] = []  # (result index, transfer row, movement)
+    seen: set[str] = set()
+    for entry, key in zip(entries, keys, strict=True):
+        if key in seen:
+            results.append(BatchResult(entry.key, "refused", problem=Problem("validation_failed", "this id appears twice in the batch", "id")))
+            continue
+        seen.add(key)
+        if key in stored:
+            request_hash, body = stored[key]
+            if request_hash != entry.request_hash:
+                results.append(BatchResult(entry.key, "refused", problem=Problem("idempotency_key_reused", "this id was already used for a different transfer", "id")))
+            else:
+                results.append(BatchResult(entry.key, "replayed", body=body))
+            continue
+        if entry.problem is not None or entry.request is None:
+            results.append(BatchResult(entry.key, "refused", problem=entry.problem))
+            continue
+        req = entry.request
+        movement = Movement(req.payer_id, req.payee_id, req.amount)
+        payer_row, payee_row = accounts.get(req.payer_id), accounts.get(req.payee_id)
+        payer = payer_row.state if payer_row and payer_row.state.ledger_id == ledger_id else None
+        payee = payee_row.state if payee_row and payee_row.state.ledger_id == ledger_id else None
+        problems = validate_movement(movement, payer, payee, max_amount=policy.max_transfer_amount)
+        problems += validate_text(req.memo, req.category)
+        if not problems:
+            assert payer is not None and payee is not None
+            problems = limit_problems(payer, payee, movement.amount)
+        if problems:
+            results.append(BatchResult(entry.key, "refused", problem=problems[0]))
+            continue
+        assert payer_row is not None and payee_row is not None
+        _apply(payer_row, -movement.amount)
+        _apply(payee_row, movement.amount)
+        row = {
+            "ledger_id": ledger_id,
+            "transaction_id": str(uuid.uuid4()),
+            "payer_id": req.payer_id,
+            "payee_id": req.payee_id,
+            "amount": req.amount,
+            "memo": req.memo,
+            "category": req.category,
+            "occurred_on": req.occurred_on or now.date(),
+            "initiator_id": actor.user_id,
+            "status": TransferStatus.POSTED.value,
+            "created_at": now,
+            "_versions": (payer_row.version, payer_row.state.balance, payee_row.version, payee_row.state.balance),
+        }
+        pending.append((len(results), row, movement))
+        results.append(None)
+
+    _write(conn, actor=actor, keys=keys, entries=entries, pending=pending, accounts=accounts, results=results, now=now, render=render)
+    return [r for r in results if r is not None]
+
+
+def _apply(row: _Row, delta: int) -> None:
+    s = row.state
+    row.state = AccountState(s.id, s.ledger_id, s.status, s.balance + delta, s.min_balance, s.max_balance)
+    if delta < 0:
+        row.debits -= delta
+    else:
+        row.credits += delta
+    row.version += 1
+    row.touched = True
+
+
+def _write(
+    conn: Connection,
+    *,
+    actor: Actor,
+    keys: list[str],
+    entries: Sequence[BatchEntry],
+    pending: list[tuple[int, dict[str, Any], Movement]],
+    accounts: dict[int, _Row],
+    results: list[BatchResult | None],
+    now: datetime,
+    render: Callable[[TransferRecord], Any],
+) -> None:
+    if not pending:
+        return
+    transfer_rows = [{k: v for k, v in row.items() if k != "_versions"} for _, row, _ in pending]
+    inserted = conn.execute(
+        sa.insert(t.transfers).returning(*t.transfers.c, sort_by_parameter_order=True), transfer_rows
+    ).all()
+    postings: list[dict[str, Any]] = []
+    idem: list[dict[str, Any]] = []
+    for (index, row, movement), db_row in zip(pending, inserted, strict=True):
+        payer_version, payer_balance, payee_version, payee_balance = row["_versions"]
+        postings.append({"account_id": movement.payer, "version": payer_version, "transfer_id": db_row.id, "amount": -movement.amount, "balance_after": payer_balance, "posted_at": now})
+        postings.append({"account_id": movement.payee, "version": payee_version, "transfer_id": db_row.id, "amount": movement.amount, "balance_after": payee_balance, "posted_at": now})
+        body = render(_record(db_row))
+        results[index] = BatchResult(entries[index].key, "posted", body=body)
+        idem.append({"user_id": actor.user_id, "key": keys[index], "request_hash": entries[index].request_hash, "response_status": 201, "response_body": json.dumps(body, separators=(",", ":")), "created_at": now})
+    conn.execute(sa.insert(t.postings), postings)
+    a = t.accounts
+    conn.execute(
+        sa.update(a)
+        .where(a.c.id == sa.bindparam("_id"))
+        .values(balance=sa.bindparam("_balance"), debits=sa.bindparam("_debits"), credits=sa.bindparam("_credits"), version=sa.bindparam("_version")),
+        [
+            {"_id": r.state.id, "_balance": r.state.balance, "_debits": r.debits, "_credits": r.credits, "_version": r.version}
+            for r in sorted(accounts.values(), key=lambda r: r.state.id)
+            if r.touched
+        ],
+    )
+    conn.execute(sa.insert(t.idempotency_keys), idem)

@@ -1,0 +1,381 @@
+"""The ledger service: every change of ledger state, each inside the caller's unit of work.
+
+Functions here take an open write connection (see `ledger.db.write_transaction` and
+`ledger.idempotency.run_idempotent`, which own BEGIN/COMMIT) and raise `DomainError`.
+
+The write path of a posted transfer is the one DESIGN §2 prescribes: conditional UPDATEs of the
+two accounts in ascending id order (the WHERE clause is the limit, so the database decides
+atomically and a concurrent writer waits on the row lock), then the immutable transfer row, then
+one posting per account carrying its new balance and version.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from accounts.actor import Actor
+from ledger import tables as t
+from ledger.amounts import ABSOLUTE_MAX_AMOUNT
+from ledger.core import (
+    AccountState,
+    AccountStatus,
+    Movement,
+    TransferStatus,
+    limit_problems,
+    validate_movement,
+    validate_text,
+)
+from ledger.errors import DomainError, Problem
+
+
+@dataclass(frozen=True, slots=True)
+class TransferRecord:
+    id: int
+    ledger_id: int
+    transaction_id: str
+    payer_id: int
+    payee_id: int
+    amount: int
+    memo: str | None
+    category: str | None
+    occurred_on: date
+    initiator_id: int | None
+    status: str
+    reverses_id: int | None
+    created_at: datetime
+    expires_at: datetime | None
+    resolved_at: datetime | None
+    resolved_by_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TransferInput:
+    payer_id: int
+    payee_id: int
+    amount: int
+    memo: str | None = None
+    category: str | None = None
+    occurred_on: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerPolicy:
+    """What a ledger's owner decided: the per-transfer maximum and how long claims wait."""
+
+    ledger_id: int
+    max_transfer_amount: int
+    claim_expiry_days: int
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything in Commons is UTC."""
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _record(row: Any) -> TransferRecord:
+    return TransferRecord(
+        id=row.id,
+        ledger_id=row.ledger_id,
+        transaction_id=row.transaction_id,
+        payer_id=row.payer_id,
+        payee_id=row.payee_id,
+        amount=row.amount,
+        memo=row.memo,
+        category=row.category,
+        occurred_on=row.occurred_on,
+        initiator_id=row.initiator_id,
+        status=row.status,
+        reverses_id=row.reverses_id,
+        created_at=utc(row.created_at),  # type: ignore[arg-type]
+        expires_at=utc(row.expires_at),
+        resolved_at=utc(row.resolved_at),
+        resolved_by_id=row.resolved_by_id,
+    )
+
+
+def load_account_states(conn: Connection, ids: Sequence[int]) -> dict[int, AccountState]:
+    a = t.accounts
+    rows = conn.execute(
+        sa.select(a.c.id, a.c.ledger_id, a.c.status, a.c.balance, a.c.min_balance, a.c.max_balance)
+        .where(a.c.id.in_(sorted(set(ids))))
+    )
+    return {
+        r.id: AccountState(r.id, r.ledger_id, AccountStatus(r.status), r.balance, r.min_balance, r.max_balance)
+        for r in rows
+    }
+
+
+def ledger_policy(conn: Connection, ledger_id: int) -> LedgerPolicy:
+    c = t.coops
+    row = conn.execute(
+        sa.select(c.c.max_transfer_amount, c.c.claim_expiry_days).where(c.c.ledger_id == ledger_id)
+    ).first()
+    if row is None:
+        # A federation ledger: its transfers are made by the clearing service, not by members.
+        return LedgerPolicy(ledger_id, ABSOLUTE_MAX_AMOUNT, 30)
+    return LedgerPolicy(ledger_id, row.max_transfer_amount, row.claim_expiry_days)
+
+
+def _raise_if(problems: list[Problem]) -> None:
+    if problems:
+        raise DomainError.from_problems(problems)
+
+
+def _move(conn: Connection, *, account_id: int, delta: int) -> tuple[int, int] | None:
+    """Apply `delta` to one account if its limits allow; return (balance, version) or None."""
+    a = t.accounts
+    if delta < 0:
+        condition = sa.or_(a.c.min_balance.is_(None), a.c.balance + delta >= a.c.min_balance)
+        counters = {"debits": a.c.debits - delta}
+    else:
+        condition = sa.or_(a.c.max_balance.is_(None), a.c.balance + delta <= a.c.max_balance)
+        counters = {"credits": a.c.credits + delta}
+    row = conn.execute(
+        sa.update(a)
+        .where(a.c.id == account_id, a.c.status == AccountStatus.ACTIVE.value, condition)
+        .values(balance=a.c.balance + delta, version=a.c.version + 1, **counters)
+        .returning(a.c.balance, a.c.version)
+    ).first()
+    return None if row is None else (row.balance, row.version)
+
+
+def _refusal(conn: Connection, movement: Movement) -> DomainError:
+    """Explain why a conditional update matched no row, from the rows as they are now."""
+    states = load_account_states(conn, [movement.payer, movement.payee])
+    payer, payee = states.get(movement.payer), states.get(movement.payee)
+    problems = validate_movement(movement, payer, payee, max_amount=movement.amount)
+    if not problems and payer is not None and payee is not None:
+        problems = limit_problems(payer, payee, movement.amount)
+    if not problems:  # cannot happen while the rows are locked; say so rather than guess
+        problems = [Problem("conflict", "the accounts changed while the transfer was applied")]
+    return DomainError.from_problems(problems)
+
+
+def apply_movement(conn: Connection, movement: Movement, *, transfer_id: int, now: datetime) -> None:
+    """Move the amount, write both postings. Raises (and the caller rolls back) when refused."""
+    results: dict[int, tuple[int, int]] = {}
+    for account_id, delta in sorted(
+        ((movement.payer, -movement.amount), (movement.payee, movement.amount))
+    ):
+        moved = _move(conn, account_id=account_id, delta=delta)
+        if moved is None:
+            raise _refusal(conn, movement)
+        results[account_id] = moved
+    conn.execute(
+        sa.insert(t.postings),
+        [
+            {
+                "account_id": account_id,
+                "version": results[account_id][1],
+                "transfer_id": transfer_id,
+                "amount": delta,
+                "balance_after": results[account_id][0],
+                "posted_at": now,
+            }
+            for account_id, delta in ((movement.payer, -movement.amount), (movement.payee, movement.amount))
+        ],
+    )
+
+
+def _insert_transfer(conn: Connection, values: dict[str, Any]) -> TransferRecord:
+    row = conn.execute(sa.insert(t.transfers).values(**values).returning(*t.transfers.c)).one()
+    return _record(row)
+
+
+def create_transfer(
+    conn: Connection, *, actor: Actor, request: TransferInput, now: datetime
+) -> TransferRecord:
+    """Post a payment, or record a claim when the caller holds only the payee account.
+
+    Posted at once when the caller holds the payer account or is treasurer of the ledger;
+    `pending` when the caller holds only the payee account; forbidden otherwise.
+    """
+    movement = Movement(request.payer_id, request.payee_id, request.amount)
+    states = load_account_states(conn, [movement.payer, movement.payee])
+    payer, payee = states.get(movement.payer), states.get(movement.payee)
+    known_ledgers = {s.ledger_id for s in (payer, payee) if s is not None}
+    treasurer = any(actor.is_treasurer_of_ledger(lid) for lid in known_ledgers)
+    if actor.holds(movement.payer) or treasurer:
+        status = TransferStatus.POSTED
+    elif actor.holds(movement.payee):
+        status = TransferStatus.PENDING
+    else:
+        raise DomainError("forbidden", "you may pay only from your own account")
+    ledger_id = (payer or payee).ledger_id  # type: ignore[union-attr]
+    policy = ledger_policy(conn, ledger_id)
+    problems = validate_movement(movement, payer, payee, max_amount=policy.max_transfer_amount)
+    problems += validate_text(request.memo, request.category)
+    _raise_if(problems)
+    assert payer is not None and payee is not None
+    if status is TransferStatus.POSTED:
+        # Cheap early answer; the conditional UPDATE stays the authority under concurrency.
+        _raise_if(limit_problems(payer, payee, movement.amount))
+    record = _insert_transfer(
+        conn,
+        {
+            "ledger_id": ledger_id,
+            "transaction_id": str(uuid.uuid4()),
+            "payer_id": movement.payer,
+            "payee_id": movement.payee,
+            "amount": movement.amount,
+            "memo": request.memo,
+            "category": request.category,
+            "occurred_on": request.occurred_on or now.date(),
+            "initiator_id": actor.user_id,
+            "status": status.value,
+            "created_at": now,
+            "expires_at": (
+                now + timedelta(days=policy.claim_expiry_days)
+                if status is TransferStatus.PENDING
+                else None
+            ),
+        },
+    )
+    if status is TransferStatus.POSTED:
+        apply_movement(conn, movement, transfer_id=record.id, now=now)
+    return record
+
+
+def get_transfer(conn: Connection, transfer_id: int) -> TransferRecord:
+    row = conn.execute(sa.select(t.transfers).where(t.transfers.c.id == transfer_id)).first()
+    if row is None:
+        raise DomainError("transfer_not_found", "no such transfer")
+    return _record(row)
+
+
+def _resolve(
+    conn: Connection, record: TransferRecord, *, status: TransferStatus, actor: Actor, now: datetime
+) -> TransferRecord:
+    """The one legal update of a transfer row: a pending claim reaching its outcome."""
+    tr = t.transfers
+    result = conn.execute(
+        sa.update(tr)
+        .where(tr.c.id == record.id, tr.c.status == TransferStatus.PENDING.value)
+        .values(status=status.value, resolved_at=now, resolved_by_id=actor.user_id)
+    )
+    if result.rowcount != 1:
+        raise DomainError("not_pending", "this transfer is no longer pending")
+    return replace(record, status=status.value, resolved_at=now, resolved_by_id=actor.user_id)
+
+
+def _pending_for_answer(conn: Connection, transfer_id: int, now: datetime) -> TransferRecord:
+    record = get_transfer(conn, transfer_id)
+    if record.status != TransferStatus.PENDING.value:
+        raise DomainError("not_pending", f"this transfer is {record.status}, not pending")
+    if record.expires_at is not None and record.expires_at <= now:
+        raise DomainError("claim_expired", "this claim has expired and can no longer be answered")
+    return record
+
+
+def visible_to(actor: Actor, record: TransferRecord) -> bool:
+    return (
+        actor.holds(record.payer_id)
+        or actor.holds(record.payee_id)
+        or actor.is_treasurer_of_ledger(record.ledger_id)
+    )
+
+
+def accept_claim(conn: Connection, *, actor: Actor, transfer_id: int, now: datetime) -> TransferRecord:
+    record = get_transfer(conn, transfer_id)
+    if not actor.holds(record.payer_id):
+        raise _not_yours(actor, record, "only the payer may accept a claim")
+    record = _pending_for_answer(conn, transfer_id, now)
+    resolved = _resolve(conn, record, status=TransferStatus.POSTED, actor=actor, now=now)
+    movement = Movement(record.payer_id, record.payee_id, record.amount)
+    apply_movement(conn, movement, transfer_id=record.id, now=now)
+    return resolved
+
+
+def reject_claim(conn: Connection, *, actor: Actor, transfer_id: int, now: datetime) -> TransferRecord:
+    record = get_transfer(conn, transfer_id)
+    if not actor.holds(record.payer_id):
+        raise _not_yours(actor, record, "only the payer may reject a claim")
+    record = _pending_for_answer(conn, transfer_id, now)
+    return _resolve(conn, record, status=TransferStatus.REJECTED, actor=actor, now=now)
+
+
+def cancel_claim(conn: Connection, *, actor: Actor, transfer_id: int, now: datetime) -> TransferRecord:
+    record = get_transfer(conn, transfer_id)
+    if record.initiator_id != actor.user_id:
+        raise _not_yours(actor, record, "only whoever made a claim may cancel it")
+    record = _pending_for_answer(conn, transfer_id, now)
+    return _resolve(conn, record, status=TransferStatus.CANCELLED, actor=actor, now=now)
+
+
+def _not_yours(actor: Actor, record: TransferRecord, detail: str) -> DomainError:
+    # Someone with no view of the transfer learns nothing of its existence.
+    if not visible_to(actor, record):
+        return DomainError("transfer_not_found", "no such transfer")
+    return DomainError("forbidden", detail)
+
+
+def reverse_transfer(
+    conn: Connection, *, actor: Actor, transfer_id: int, reason: str | None, now: datetime
+) -> TransferRecord:
+    """Correct a posted transfer with its mirror image, linked to it, at most once."""
+    original = get_transfer(conn, transfer_id)
+    if not actor.is_treasurer_of_ledger(original.ledger_id):
+        raise _not_yours(actor, original, "only a treasurer of the co-op may reverse a transfer")
+    if original.status != TransferStatus.POSTED.value:
+        raise DomainError("not_reversible", f"only posted transfers can be reversed (this one is {original.status})")
+    if original.reverses_id is not None:
+        raise DomainError("not_reversible", "a reversal cannot itself be reversed")
+    tr = t.transfers
+    existing = conn.execute(sa.select(tr.c.id).where(tr.c.reverses_id == original.id)).first()
+    if existing is not None:
+        raise DomainError("already_reversed", f"transfer {original.id} was already reversed by {existing.id}")
+    _raise_if(validate_text(reason, None))
+    memo = f"Reversal of transfer {original.id}" + (f": {reason}" if reason else "")
+    record = _insert_transfer(
+        conn,
+        {
+            "ledger_id": original.ledger_id,
+            "transaction_id": str(uuid.uuid4()),
+            "payer_id": original.payee_id,
+            "payee_id": original.payer_id,
+            "amount": original.amount,
+            "memo": memo[:500],
+            "category": original.category,
+            "occurred_on": now.date(),
+            "initiator_id": actor.user_id,
+            "status": TransferStatus.POSTED.value,
+            "reverses_id": original.id,
+            "created_at": now,
+        },
+    )
+    movement = Movement(original.payee_id, original.payer_id, original.amount)
+    apply_movement(conn, movement, transfer_id=record.id, now=now)
+    return record
+
+
+def expire_claims(conn: Connection, *, now: datetime) -> int:
+    """Mark every pending claim past its expiry as expired. Returns how many."""
+    tr = t.transfers
+    result = conn.execute(
+        sa.update(tr)
+        .where(tr.c.status == TransferStatus.PENDING.value, tr.c.expires_at <= now)
+        .values(status=TransferStatus.EXPIRED.value, resolved_at=now)
+    )
+    return int(result.rowcount or 0)
+
+
+def expire_claim(conn: Connection, *, transfer_id: int, now: datetime) -> None:
+    tr = t.transfers
+    conn.execute(
+        sa.update(tr)
+        .where(
+            tr.c.id == transfer_id,
+            tr.c.status == TransferStatus.PENDING.value,
+            tr.c.expires_at <= now,
+        )
+        .values(status=TransferStatus.EXPIRED.value, resolved_at=now)
+    )
