@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from accounts import tokens
 from accounts.actor import Actor
+from accounts.ratelimit import LoginLimiter
 from accounts.service import load_actor
 from api.settings import Settings
 from ledger.db import read_transaction, write_transaction
@@ -30,6 +31,14 @@ class Runtime:
     settings: Settings
     engine: Engine
     clock: Callable[[], datetime] = field(default=utc_now)
+    login_limiter: LoginLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.login_limiter = LoginLimiter(
+            per_account=self.settings.login_attempts_per_account,
+            per_client=self.settings.login_attempts_per_client,
+            window_seconds=self.settings.login_window_seconds,
+        )
 
     def read(self, fn: Callable[[Connection], T]) -> T:
         with read_transaction(self.engine) as conn:

@@ -26,7 +26,8 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 def _pg_database_url(worker: str) -> str:
     base, _, _ = PG_ADMIN_URL.rpartition("/")
-    return f"{base}/commons_test_{worker}"
+    # The pid keeps concurrent runs on one machine (two developers, CI beside a session) apart.
+    return f"{base}/commons_test_{worker}_{os.getpid()}"
 
 
 def _pg_reachable() -> str | None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from litestar import Controller, get, post
+from typing import Any
+
+from litestar import Controller, Request, get, post
 from litestar.di import Provide
 
 from accounts import service as accounts
 from accounts.actor import Actor
 from api import schemas as s
 from api.runtime import Runtime, provide_actor
+from ledger.errors import DomainError
 
 
 def _pair(pair: accounts.TokenPair) -> s.TokenResponse:
@@ -20,11 +23,22 @@ class AuthController(Controller):
     tags = ["auth"]
 
     @post("/token", sync_to_thread=True, status_code=200)
-    def token(self, data: s.TokenRequest, runtime: Runtime) -> s.TokenResponse:
+    def token(self, request: Request[Any, Any, Any], data: s.TokenRequest, runtime: Runtime) -> s.TokenResponse:
+        """Sign in. Repeated failures for one account, or many attempts from one address, get 429."""
+        email = accounts.normalise_email(data.email)
+        client = request.client.host if request.client else "unknown"
+        wait = runtime.login_limiter.check(email=email, client=client)
+        if wait is not None:
+            raise DomainError("rate_limited", "too many sign-in attempts; wait and try again", extra={"retry_after": wait})
         now = runtime.clock()
-        pair = runtime.write(
-            lambda conn: accounts.login(conn, email=data.email, password=data.password, secret=runtime.settings.secret_key, now=now)
-        )
+        try:
+            pair = runtime.write(
+                lambda conn: accounts.login(conn, email=email, password=data.password, secret=runtime.settings.secret_key, now=now)
+            )
+        except DomainError:
+            runtime.login_limiter.record(email=email, client=client, success=False)
+            raise
+        runtime.login_limiter.record(email=email, client=client, success=True)
         return _pair(pair)
 
     @post("/refresh", sync_to_thread=True, status_code=200)
