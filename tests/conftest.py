@@ -68,6 +68,7 @@ def postgres_url(worker_id_safe: str) -> Iterator[str]:
         "postgresql+psycopg://" + PG_ADMIN_URL.split("://", 1)[1], isolation_level="AUTOCOMMIT"
     )
     with admin.connect() as conn:
+        _drop_orphans(conn)
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
         conn.execute(sa.text(f'CREATE DATABASE "{dbname}"'))
     upgrade_to_head(url)
@@ -75,6 +76,15 @@ def postgres_url(worker_id_safe: str) -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
     admin.dispose()
+
+
+def _drop_orphans(conn: sa.Connection) -> None:
+    """Drop test databases left by runs that were killed (their pid no longer exists)."""
+    names = conn.execute(sa.text("SELECT datname FROM pg_database WHERE datname LIKE 'commons_test_%'"))
+    for (name,) in list(names):
+        pid = name.rsplit("_", 1)[-1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def _truncate_all(engine: Engine) -> None:
