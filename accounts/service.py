@@ -39,6 +39,11 @@ class CoopRecord:
     coop_account_id: int | None
 
 
+class RefreshTokenReusedError(DomainError):
+    """A rotated refresh token came back. The family's revocation was written in the caller's
+    unit of work, which must COMMIT it before answering 401: a rollback would undo it."""
+
+
 @dataclass(frozen=True, slots=True)
 class TokenPair:
     access_token: str
@@ -178,7 +183,9 @@ def refresh(conn: Connection, *, refresh_token: str, secret: str, now: datetime)
     if row.rotated_at is not None:
         # A rotated token came back: a copy is in someone else's hands. Burn the family.
         revoke_family(conn, family_id=row.family_id, now=now)
-        raise DomainError("invalid_token", "this refresh token was already used; sign in again")
+        raise RefreshTokenReusedError(
+            "invalid_token", "this refresh token was already used; sign in again"
+        )
     rotated = conn.execute(
         sa.update(rt).where(rt.c.id == row.id, rt.c.rotated_at.is_(None)).values(rotated_at=now)
     )

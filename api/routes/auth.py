@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import Controller, Request, get, post
 from litestar.di import Provide
+from sqlalchemy.engine import Connection
 
 from accounts import service as accounts
 from accounts.actor import Actor
@@ -44,10 +45,19 @@ class AuthController(Controller):
     @post("/refresh", sync_to_thread=True, status_code=200)
     def refresh(self, data: s.RefreshRequest, runtime: Runtime) -> s.TokenResponse:
         now = runtime.clock()
-        pair = runtime.write(
-            lambda conn: accounts.refresh(conn, refresh_token=data.refresh_token, secret=runtime.settings.secret_key, now=now)
-        )
-        return _pair(pair)
+
+        def fn(conn: Connection) -> accounts.TokenPair | DomainError:
+            try:
+                return accounts.refresh(
+                    conn, refresh_token=data.refresh_token, secret=runtime.settings.secret_key, now=now
+                )
+            except accounts.RefreshTokenReusedError as reused:
+                return reused  # commit the family's revocation first, then refuse
+
+        outcome = runtime.write(fn)
+        if isinstance(outcome, DomainError):
+            raise outcome
+        return _pair(outcome)
 
     @post("/logout", sync_to_thread=True, status_code=204, dependencies={"actor": Provide(provide_actor, sync_to_thread=True)})
     def logout(self, actor: Actor, runtime: Runtime) -> None:
