@@ -297,9 +297,7 @@ def test_sqlite_replace_cannot_rewrite_history(db: Engine, target: str) -> None:
     the connection has recursive_triggers on: ledger.db.make_engine has to set it."""
     insert_transfer(db, id=10, payer_id=BEN, payee_id=ANA, amount=150, reverses_id=POSTED)
     with db.connect() as conn:
-        recursive = conn.exec_driver_sql("PRAGMA recursive_triggers").scalar()
-    if not recursive:
-        pytest.xfail("ledger.db.make_engine does not set PRAGMA recursive_triggers = ON")
+        assert conn.exec_driver_sql("PRAGMA recursive_triggers").scalar() == 1
     sql, table = REPLACES[target]
     refused(db, sql, f"append-only: DELETE on {table}")
 
