@@ -17,6 +17,8 @@ logging or printing; the same input (in any order) always gives the same result.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import compress
+from operator import and_, eq, mul, not_
 
 from clearing.cycles import decompose_cycles
 from clearing.flow import max_discharge, max_setoff
@@ -56,12 +58,17 @@ __all__ = [
 
 
 def clear(
-    obligations: Iterable[Obligation], *, policy: ClearingPolicy = ClearingPolicy()
+    obligations: Iterable[Obligation],
+    *,
+    policy: ClearingPolicy = ClearingPolicy(),
+    report_cycles: bool = True,
 ) -> ClearingResult:
     """Clear `obligations` under `policy`.
 
     Raises `ClearingInputError` (carrying every error) when `validate_obligations` or
-    `validate_policy` would return errors.
+    `validate_policy` would return errors. `report_cycles=False` leaves `cycles` as None: on a
+    million obligations the decomposition costs more than the solve, and file mode does not
+    print it.
     """
     items = tuple(obligations)
     errors: tuple[ObligationError | PolicyError, ...] = (
@@ -73,25 +80,33 @@ def clear(
     graph = aggregate(items)
     n = len(graph.names)
     best_setoff, pairs_solved, components = max_setoff(n, graph.tails, graph.heads, graph.amounts)
+    order = _allocation_order(items)
+    amounts = [o.amount for o in items]
     if policy.settle_with_credit:
         pay, receive = _headrooms(graph, policy.credit)
         discharged, _ = max_discharge(n, graph.tails, graph.heads, graph.amounts, pay, receive)
+        # The largest set-off inside what was discharged; the rest is paid through credit.
         pair_setoff, _, _ = max_setoff(n, graph.tails, graph.heads, discharged)
+        per_discharged = _allocate(discharged, graph.amounts, graph.pair_of, amounts, order)
+        setoffs = _allocate(pair_setoff, discharged, graph.pair_of, per_discharged, order)
+        credit = tuple(d - s for d, s in zip(per_discharged, setoffs, strict=True))
     else:
         discharged = pair_setoff = best_setoff
-
-    order = _allocation_order(items)
-    per_obligation_discharged = _allocate(discharged, graph.amounts, graph, _amounts(items), order)
-    setoffs = _allocate(pair_setoff, discharged, graph, per_obligation_discharged, order)
-    credit = [d - s for d, s in zip(per_obligation_discharged, setoffs, strict=True)]
+        setoffs = _allocate(pair_setoff, graph.amounts, graph.pair_of, amounts, order)
+        credit = (0,) * len(items)
     pair_credit = [d - s for d, s in zip(discharged, pair_setoff, strict=True)]
     participants = _participant_reports(graph, pair_setoff, pair_credit)
+    cycles = (
+        decompose_cycles(graph.names, graph.tails, graph.heads, pair_setoff)
+        if report_cycles
+        else None
+    )
     return ClearingResult(
         obligations=items,
         setoffs=tuple(setoffs),
-        credit_payments=tuple(credit),
+        credit_payments=credit,
         participants=participants,
-        cycles=decompose_cycles(graph.names, graph.tails, graph.heads, pair_setoff),
+        cycles=cycles,
         total=sum(graph.amounts),
         net_internal_debt=sum(max(p.net_position, 0) for p in participants),
         total_setoff=sum(pair_setoff),
@@ -101,18 +116,10 @@ def clear(
     )
 
 
-def _amounts(items: Sequence[Obligation]) -> list[int]:
-    return [o.amount for o in items]
-
-
 def _headrooms(graph: PairGraph, credit: Mapping[str, CreditLine]) -> tuple[list[int], list[int]]:
     """Headroom per node, capped at what the node owes (pay) and is owed (receive): it can
     never use more, and the cap keeps every solver figure within the validated total."""
-    owes = [0] * len(graph.names)
-    owed = [0] * len(graph.names)
-    for tail, head, amount in zip(graph.tails, graph.heads, graph.amounts, strict=True):
-        owes[tail] += amount
-        owed[head] += amount
+    owes, owed = graph.per_node_totals()
     no_credit = CreditLine(0, 0)
     lines = [credit.get(name, no_credit) for name in graph.names]
     pay = [min(line.pay_headroom, cap) for line, cap in zip(lines, owes, strict=True)]
@@ -133,26 +140,26 @@ def _allocation_order(items: Sequence[Obligation]) -> Callable[[int], tuple[bool
 def _allocate(
     pair_totals: list[int],
     pair_capacities: list[int],
-    graph: PairGraph,
+    pair_of: list[int],
     capacities: list[int],
     order: Callable[[int], tuple[bool, str, str]],
 ) -> list[int]:
-    """Share each pair's total among its obligations, each taking at most its capacity.
+    """Share each pair's total among its obligations, each taking at most its capacity
+    (the capacities of a pair's obligations add up to the pair's capacity).
 
-    A pair that takes nothing or everything needs no order; only the few partly used pairs
-    (at most one per participant in an optimal flow's spanning forest) are sorted.
+    A pair that takes nothing or everything needs no order, so that case runs column-wise;
+    only the few partly used pairs (a basic optimal flow has at most one per participant)
+    are shared out in `order`.
     """
-    shares = [0] * len(capacities)
+    totals = list(map(pair_totals.__getitem__, pair_of))
+    full = list(map(eq, totals, map(pair_capacities.__getitem__, pair_of)))
+    shares = list(map(mul, capacities, full))  # True * c == c, False * c == 0
     partial: dict[int, list[int]] = {}
-    for index, pair in enumerate(graph.pair_of):
-        total = pair_totals[pair]
-        if total == pair_capacities[pair]:
-            shares[index] = capacities[index]
-        elif total:
-            partial.setdefault(pair, []).append(index)
+    for index in compress(range(len(pair_of)), map(and_, map(not_, full), map(bool, totals))):
+        partial.setdefault(pair_of[index], []).append(index)
     for pair, members in partial.items():
         left = pair_totals[pair]
-        for index in sorted(members, key=order):
+        for index in sorted(members, key=order) if len(members) > 1 else members:
             share = min(capacities[index], left)
             shares[index] = share
             left -= share
@@ -162,16 +169,13 @@ def _allocate(
 def _participant_reports(
     graph: PairGraph, pair_setoff: list[int], pair_credit: list[int]
 ) -> tuple[ParticipantReport, ...]:
+    owes, owed = graph.per_node_totals()
     n = len(graph.names)
-    owes, owed, setoff = [0] * n, [0] * n, [0] * n
-    paid, received = [0] * n, [0] * n
-    for k, (tail, head) in enumerate(zip(graph.tails, graph.heads, strict=True)):
-        owes[tail] += graph.amounts[k]
-        owed[head] += graph.amounts[k]
-        setoff[tail] += pair_setoff[k]
-        paid[tail] += pair_credit[k]
-        received[head] += pair_credit[k]
-    return tuple(
-        ParticipantReport(graph.names[v], owes[v], owed[v], setoff[v], paid[v], received[v])
-        for v in range(n)
-    )
+    setoff, paid, received = [0] * n, [0] * n, [0] * n
+    for tail, amount in zip(graph.tails, pair_setoff, strict=True):
+        setoff[tail] += amount  # a circulation: the same sum over each node's claims
+    for tail, head, amount in zip(graph.tails, graph.heads, pair_credit, strict=True):
+        if amount:
+            paid[tail] += amount
+            received[head] += amount
+    return tuple(map(ParticipantReport, graph.names, owes, owed, setoff, paid, received))

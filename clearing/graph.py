@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import repeat
-from operator import add, attrgetter, mul
+from operator import attrgetter, itemgetter
 
 from clearing.model import Obligation
 
@@ -14,8 +13,9 @@ from clearing.model import Obligation
 class PairGraph:
     """Obligations summed per (debtor, creditor) pair.
 
-    Node i is `names[i]` (names sorted, so node order never depends on input order); pairs are
-    sorted by (tail, head); `pair_of[j]` is the pair of obligation j.
+    Node i is `names[i]` (names sorted, so node order never depends on input order); pair k
+    is `tails[k]` → `heads[k]` owing `amounts[k]`, pairs sorted by (tail, head); `pair_of[j]`
+    is the pair of obligation j.
     """
 
     names: tuple[str, ...]
@@ -24,31 +24,34 @@ class PairGraph:
     amounts: list[int]
     pair_of: list[int]
 
+    def per_node_totals(self) -> tuple[list[int], list[int]]:
+        """(what each node owes, what each node is owed)."""
+        owes = [0] * len(self.names)
+        owed = [0] * len(self.names)
+        for tail, head, amount in zip(self.tails, self.heads, self.amounts, strict=True):
+            owes[tail] += amount
+            owed[head] += amount
+        return owes, owed
+
 
 def aggregate(obligations: Sequence[Obligation]) -> PairGraph:
-    # Column-wise with C-level map(): this runs once per obligation, a million times a month.
+    # Column-wise with C-level map()/zip(): this runs once per obligation, a million times a
+    # month, so the only Python-level loop left is the sum per pair.
     debtors = list(map(attrgetter("debtor"), obligations))
     creditors = list(map(attrgetter("creditor"), obligations))
     names = tuple(sorted(set(debtors).union(creditors)))
     node = {name: i for i, name in enumerate(names)}
-    n = len(names)
-    keys = list(
-        map(
-            add,
-            map(mul, map(node.__getitem__, debtors), repeat(n)),
-            map(node.__getitem__, creditors),
-        )
-    )
+    keys = list(zip(map(node.__getitem__, debtors), map(node.__getitem__, creditors), strict=True))
     del debtors, creditors
-    unique_keys = sorted(set(keys))
-    index = {key: i for i, key in enumerate(unique_keys)}
+    pairs = sorted(set(keys))
+    index = dict(zip(pairs, range(len(pairs)), strict=True))
     pair_of = list(map(index.__getitem__, keys))
     del keys, index
-    amounts = [0] * len(unique_keys)
+    amounts = [0] * len(pairs)
     for pair, amount in zip(pair_of, map(attrgetter("amount"), obligations), strict=True):
         amounts[pair] += amount
-    tails = [key // n for key in unique_keys]
-    heads = [key % n for key in unique_keys]
+    tails = list(map(itemgetter(0), pairs))
+    heads = list(map(itemgetter(1), pairs))
     return PairGraph(names, tails, heads, amounts, pair_of)
 
 

@@ -150,16 +150,16 @@ class ClearingResult:
     """Outcome of one clearing over `obligations` (kept in input order).
 
     `setoffs[i]` and `credit_payments[i]` belong to `obligations[i]`. Participants are sorted
-    by name; cycles are largest first. `setoff_only_optimum` is the best pure set-off for the
-    same obligations: equal to `total_setoff` without credit, and a lower bound of
-    `total_discharged` with credit.
+    by name; cycles are largest first (None when not asked for). `setoff_only_optimum` is
+    the best pure set-off for the same obligations: equal to `total_setoff` without credit,
+    and a lower bound of `total_discharged` with credit.
     """
 
     obligations: tuple[Obligation, ...]
     setoffs: tuple[int, ...]
     credit_payments: tuple[int, ...]
     participants: tuple[ParticipantReport, ...]
-    cycles: tuple[Cycle, ...]
+    cycles: tuple[Cycle, ...] | None
     total: int
     net_internal_debt: int
     total_setoff: int

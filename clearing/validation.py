@@ -56,7 +56,7 @@ def _is_amount(value: object) -> bool:
 
 def _row_problems(obligation: Obligation) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
-    if not _is_name(obligation.id):
+    if not isinstance(obligation.id, str) or obligation.id == "":
         problems.append(("empty_id", "the obligation id is empty or not a string"))
     if not _is_name(obligation.debtor):
         problems.append(("empty_name", "the debtor is empty or not a string"))
@@ -99,8 +99,8 @@ def _obviously_valid(obligations: Sequence[Obligation]) -> bool:
         and (not amounts or min(amounts) > 0)
         and sum(amounts) <= MAX_TOTAL
         and len(unique_ids) == len(ids)
+        and "" not in unique_ids
         # str.strip returns "" (falsy) for empty and blank names
-        and all(map(str.strip, unique_ids))
         and all(map(str.strip, set(debtors).union(creditors)))
         and not any(map(eq, debtors, creditors))
         and all(map(_is_due_date, due_dates))
