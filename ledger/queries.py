@@ -110,6 +110,9 @@ def account_for_reader(conn: Connection, *, actor: Actor, account_id: int) -> Ac
     """The account, if the actor may read it (holder or treasurer); else not found."""
     view = find_account(conn, account_id)
     if view is None or not (actor.holds(account_id) or actor.is_treasurer_of_ledger(view.ledger_id)):
+        if view is not None and actor.is_admin:
+            # The admin lists every co-op's directory anyway; a 404 would hide nothing.
+            raise DomainError("forbidden", "an instance admin does not act inside a co-op's ledger")
         # Not found and not yours look the same, so ids cannot be probed.
         raise DomainError("account_not_found", "no such account")
     return view
@@ -248,9 +251,7 @@ def update_account(
     changes: dict[str, Any],
 ) -> AccountView:
     """Change limits or status. Refused when the current balance would break the new limits."""
-    view = find_account(conn, account_id)
-    if view is None or not (actor.holds(account_id) or actor.is_treasurer_of_ledger(view.ledger_id)):
-        raise DomainError("account_not_found", "no such account")
+    view = account_for_reader(conn, actor=actor, account_id=account_id)
     if not actor.is_treasurer_of_ledger(view.ledger_id):
         raise DomainError("forbidden", "only a treasurer may change an account")
     min_balance = changes.get("min_balance", view.min_balance)

@@ -208,8 +208,11 @@ def create_transfer(
         status = TransferStatus.POSTED
     elif actor.holds(movement.payee):
         status = TransferStatus.PENDING
-    else:
+    elif actor.is_admin or any(actor.is_member_of_ledger(lid) for lid in known_ledgers):
         raise DomainError("forbidden", "you may pay only from your own account")
+    else:
+        # Accounts of a ledger the caller has no part in look like accounts that do not exist.
+        raise DomainError("account_not_found", "neither account exists")
     ledger_id = (payer or payee).ledger_id  # type: ignore[union-attr]
     policy = ledger_policy(conn, ledger_id)
     problems = validate_movement(movement, payer, payee, max_amount=policy.max_transfer_amount)
@@ -287,7 +290,7 @@ def visible_to(actor: Actor, record: TransferRecord) -> bool:
 def accept_claim(conn: Connection, *, actor: Actor, transfer_id: int, now: datetime) -> TransferRecord:
     record = get_transfer(conn, transfer_id)
     if not actor.holds(record.payer_id):
-        raise _not_yours(actor, record, "only the payer may accept a claim")
+        raise not_yours(actor, record, "only the payer may accept a claim")
     record = _pending_for_answer(conn, transfer_id, now)
     resolved = _resolve(conn, record, status=TransferStatus.POSTED, actor=actor, now=now)
     movement = Movement(record.payer_id, record.payee_id, record.amount)
@@ -298,7 +301,7 @@ def accept_claim(conn: Connection, *, actor: Actor, transfer_id: int, now: datet
 def reject_claim(conn: Connection, *, actor: Actor, transfer_id: int, now: datetime) -> TransferRecord:
     record = get_transfer(conn, transfer_id)
     if not actor.holds(record.payer_id):
-        raise _not_yours(actor, record, "only the payer may reject a claim")
+        raise not_yours(actor, record, "only the payer may reject a claim")
     record = _pending_for_answer(conn, transfer_id, now)
     return _resolve(conn, record, status=TransferStatus.REJECTED, actor=actor, now=now)
 
@@ -306,14 +309,15 @@ def reject_claim(conn: Connection, *, actor: Actor, transfer_id: int, now: datet
 def cancel_claim(conn: Connection, *, actor: Actor, transfer_id: int, now: datetime) -> TransferRecord:
     record = get_transfer(conn, transfer_id)
     if record.initiator_id != actor.user_id:
-        raise _not_yours(actor, record, "only whoever made a claim may cancel it")
+        raise not_yours(actor, record, "only whoever made a claim may cancel it")
     record = _pending_for_answer(conn, transfer_id, now)
     return _resolve(conn, record, status=TransferStatus.CANCELLED, actor=actor, now=now)
 
 
-def _not_yours(actor: Actor, record: TransferRecord, detail: str) -> DomainError:
-    # Someone with no view of the transfer learns nothing of its existence.
-    if not visible_to(actor, record):
+def not_yours(actor: Actor, record: TransferRecord, detail: str) -> DomainError:
+    # Someone with no view of the transfer learns nothing of its existence (the admin, who is
+    # no treasurer but sees every co-op's directory, is simply told no).
+    if not visible_to(actor, record) and not actor.is_admin:
         return DomainError("transfer_not_found", "no such transfer")
     return DomainError("forbidden", detail)
 
@@ -324,7 +328,7 @@ def reverse_transfer(
     """Correct a posted transfer with its mirror image, linked to it, at most once."""
     original = get_transfer(conn, transfer_id)
     if not actor.is_treasurer_of_ledger(original.ledger_id):
-        raise _not_yours(actor, original, "only a treasurer of the co-op may reverse a transfer")
+        raise not_yours(actor, original, "only a treasurer of the co-op may reverse a transfer")
     if original.status != TransferStatus.POSTED.value:
         raise DomainError("not_reversible", f"only posted transfers can be reversed (this one is {original.status})")
     if original.reverses_id is not None:

@@ -86,7 +86,7 @@ class TransferController(Controller):
         def fn(conn: Connection) -> dict[str, Any]:
             record = service.get_transfer(conn, tid)
             if not service.visible_to(actor, record):
-                raise DomainError("transfer_not_found", "no such transfer")
+                raise service.not_yours(actor, record, "only its parties and treasurers may read it")
             return _render(conn, record)
 
         return s.TransferOut.model_validate(runtime.read(fn))
