@@ -123,7 +123,8 @@ def _write(errors: Console, write: Callable[[], None]) -> None:
 
 
 def _fail(errors: Console, message: str, code: int) -> NoReturn:
-    errors.print(message, markup=False)
+    # Plain text, never wrapped: each line must stay `path:line: message` for editors and grep.
+    errors.file.write(message + "\n")
     raise typer.Exit(code)
 
 

@@ -290,34 +290,38 @@ def _slow_obligations(
     """The row-by-row pass: each data line parsed on its own, errors with its line number."""
     obligations: list[Obligation] = []
     errors: list[LineError] = []
-    with _open_text(path, None) as stream:
-        reader = csv.reader(stream)
-        next(reader)
-        for row in reader:
-            if not row:
-                continue
-            if len(row) != layout.width:
-                message = f"expected {layout.width} fields, found {len(row)}"
-                errors.append(LineError(reader.line_num, message))
-                continue
-            try:
-                amount = _parse_amount(row[layout.amount], scale)
-            except AmountError as exc:
-                errors.append(LineError(reader.line_num, str(exc)))
-                continue
-            ident = row[layout.id] if layout.id is not None else str(len(obligations) + 1)
-            due = row[layout.due_on] or None if layout.due_on is not None else None
-            debtor, creditor = row[layout.debtor], row[layout.creditor]
-            obligations.append(Obligation(ident, debtor, creditor, amount, due))
+    for line, row in _data_rows(path):
+        if len(row) != layout.width:
+            errors.append(LineError(line, f"expected {layout.width} fields, found {len(row)}"))
+            continue
+        try:
+            amount = _parse_amount(row[layout.amount], scale)
+        except AmountError as exc:
+            errors.append(LineError(line, str(exc)))
+            continue
+        ident = str(len(obligations) + 1) if layout.id is None else row[layout.id]
+        due = None if layout.due_on is None else row[layout.due_on] or None
+        debtor, creditor = row[layout.debtor], row[layout.creditor]
+        obligations.append(Obligation(ident, debtor, creditor, amount, due))
     return obligations, errors
 
 
-def _data_line_numbers(path: Path) -> list[int]:
-    """Physical line number of each data row (quoted fields may span lines)."""
+def _data_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(line where the row starts, row) for each non-blank data row; a quoted field may span
+    several physical lines, so the line is counted, not derived from the row's position."""
     with _open_text(path, None) as stream:
         reader = csv.reader(stream)
         next(reader, None)
-        return [reader.line_num for row in reader if row]
+        end_of_previous = reader.line_num
+        for row in reader:
+            start, end_of_previous = end_of_previous + 1, reader.line_num
+            if row:
+                yield start, row
+
+
+def _data_line_numbers(path: Path) -> list[int]:
+    """Line where each data row starts."""
+    return [line for line, _ in _data_rows(path)]
 
 
 # --- writing -------------------------------------------------------------------------------
