@@ -18,8 +18,9 @@ from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
 # Every module that declares tables, in one place: autogenerate and `alembic check` see only
-# the tables imported here. (clearing.models joins this list when it exists.)
+# the tables imported here.
 import accounts.models  # noqa: F401
+import clearing.models  # noqa: F401
 import ledger.models  # noqa: F401
 from ledger.db import make_engine, normalise_url
 
