@@ -1,0 +1,314 @@
+"""Clearing benchmark: file mode end to end, and the engine against networkx.
+
+    python -m bench.clearing                      # full size: 1,000,000 obligations
+    python -m bench.clearing --smoke              # seconds, for CI: checks agreement only
+    python -m bench.clearing --obligations 200000 --participants 20000 --repeat 1
+
+1. End to end: `python -m clearing FILE -o OUT --summary S` against a baseline that only
+   parses the CSV into integers and solves the aggregated graph with a bare OR-Tools
+   SimpleMinCostFlow (`--baseline FILE`, below). Both run as fresh processes, interleaved,
+   best of `--repeat`; wall time, CPU time (user + sys) and peak memory of each.
+2. Engine against networkx at 100,000 obligations: `clear()` against `network_simplex` on the
+   same min-cost-flow formulation (remainders, supplies from net positions, unit costs), in
+   this process, on the same parsed obligations.
+Both sides must find the same optimum; the run fails (exit 1) if they do not.
+
+Files come from shared/tools/gen_obligations.py (region shape) and are cached in
+bench/out/clearing/ (git-ignored), so a second run does not generate them again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gc
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+if not __package__:  # `python bench/clearing.py`: this file must not shadow the package
+    sys.path[0] = str(REPO)
+GENERATOR = REPO.parent / "shared" / "tools" / "gen_obligations.py"
+CACHE = REPO / "bench" / "out" / "clearing"
+SEED = 7
+TARGET_RATIO = 1.5  # end to end within 1.5 x (CSV parse + bare solve)
+TARGET_SPEEDUP = 50.0  # engine at least 50 x faster than networkx
+
+
+# --- the baseline: as little as possible around the solver ---------------------------------
+
+
+def baseline(path: Path) -> dict[str, Any]:
+    """CSV parse into integers, sum per (debtor, creditor) pair, one bare SimpleMinCostFlow.
+
+    The cyclic garbage collector is off here as in file mode, so the comparison measures the
+    file mode's own work, not the collector.
+    """
+    from ortools.graph.python import min_cost_flow
+
+    gc.disable()
+    node: dict[str, int] = {}
+    pairs: dict[tuple[int, int], int] = {}
+    with path.open(newline="") as stream:
+        rows = csv.reader(stream)
+        next(rows)
+        for _, debtor, creditor, amount in rows:
+            key = (node.setdefault(debtor, len(node)), node.setdefault(creditor, len(node)))
+            pairs[key] = pairs.get(key, 0) + int(amount.replace(".", ""))  # always 2 decimals
+    supplies = [0] * len(node)
+    for (tail, head), amount in pairs.items():
+        supplies[tail] += amount
+        supplies[head] -= amount
+    solver = min_cost_flow.SimpleMinCostFlow()
+    solver.add_arcs_with_capacity_and_unit_cost(
+        [t for t, _ in pairs], [h for _, h in pairs], list(pairs.values()), [1] * len(pairs)
+    )
+    solver.set_nodes_supplies(list(range(len(node))), supplies)
+    if solver.solve() != solver.OPTIMAL:
+        raise SystemExit("baseline: solver failed")
+    return {"setoff": sum(pairs.values()) - solver.optimal_cost(), "pairs": len(pairs)}
+
+
+# --- measuring child processes -------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    wall: float
+    cpu: float
+    peak_mib: float
+    stdout: str
+
+
+def run_child(command: list[str]) -> Run:
+    """Wall time, CPU time and peak RSS of one fresh process (os.wait4: its own rusage)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        child = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=err)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - started
+        child.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if child.returncode != 0:
+            message = err.read().decode(errors="replace")
+            raise SystemExit(f"{' '.join(command)} failed ({child.returncode}):\n{message}")
+        stdout = out.read().decode()
+    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, stdout)
+
+
+def best(runs: list[Run]) -> Run:
+    return min(runs, key=lambda r: r.wall)
+
+
+# --- datasets ------------------------------------------------------------------------------
+
+
+def dataset(generator: Path, cache: Path, participants: int, obligations: int) -> Path:
+    path = cache / f"region-{participants}-{obligations}-{SEED}.csv"
+    if path.exists():
+        return path
+    if not generator.exists():
+        raise SystemExit(f"generator not found at {generator} (use --generator)")
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    shape = ["region", str(participants), str(obligations), str(SEED), str(partial)]
+    print(f"generating {path.name} …", flush=True)
+    subprocess.run([sys.executable, str(generator), *shape], check=True)
+    partial.rename(path)
+    return path
+
+
+# --- the two comparisons -------------------------------------------------------------------
+
+
+def end_to_end(path: Path, repeat: int, scratch: Path) -> dict[str, Any]:
+    output, summary = scratch / "result.csv", scratch / "summary.json"
+    file_mode = [sys.executable, "-m", "clearing", str(path), "-o", str(output)]
+    file_mode += ["--summary", str(summary)]
+    bare = [sys.executable, "-m", "bench.clearing", "--baseline", str(path)]
+    ours: list[Run] = []
+    theirs: list[Run] = []
+    for _ in range(repeat):  # interleaved, so a busy moment hurts both sides alike
+        theirs.append(run_child(bare))
+        ours.append(run_child(file_mode))
+    figures = json.loads(summary.read_text())
+    expected = json.loads(best(theirs).stdout)["setoff"]
+    found = int(figures["setoff"].replace(".", ""))
+    if found != expected:
+        raise SystemExit(f"file mode set off {found}, the bare solver {expected}")
+    a, b = best(ours), best(theirs)
+    return {
+        "obligations": figures["obligations"],
+        "participants": figures["participants"],
+        "setoff_cents": found,
+        "setoff_fraction": figures["setoff_fraction"],
+        "file_mode": vars(a) | {"stdout": None, "all_walls": [r.wall for r in ours]},
+        "baseline": vars(b) | {"stdout": None, "all_walls": [r.wall for r in theirs]},
+        "ratio_wall": a.wall / b.wall,
+        "ratio_cpu": min(r.cpu for r in ours) / min(r.cpu for r in theirs),
+    }
+
+
+def stages(path: Path, scratch: Path) -> dict[str, float]:
+    """Where file mode's time goes, measured in this process the way the command runs it."""
+    from clearing.engine import clear
+    from clearing.fileio import read_obligations, write_result_csv
+
+    gc.disable()
+    try:
+        t0 = time.perf_counter()
+        items = read_obligations(path, scale=2)
+        t1 = time.perf_counter()
+        result = clear(items, report_cycles=False)
+        t2 = time.perf_counter()
+        write_result_csv(scratch / "stages.csv", result, scale=2)
+        t3 = time.perf_counter()
+    finally:
+        gc.enable()
+    del items, result
+    return {"read": t1 - t0, "clear": t2 - t1, "write": t3 - t2}
+
+
+def against_networkx(path: Path, repeat: int) -> dict[str, Any]:
+    import networkx as nx
+
+    from clearing.engine import clear
+    from clearing.fileio import read_obligations
+
+    items = read_obligations(path, scale=2)
+    engine = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = clear(items, report_cycles=False)
+        engine.append(time.perf_counter() - started)
+    started = time.perf_counter()
+    with_cycles = clear(items)
+    cycles_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    totals: dict[tuple[str, str], int] = {}
+    for o in items:
+        totals[(o.debtor, o.creditor)] = totals.get((o.debtor, o.creditor), 0) + o.amount
+    graph = nx.DiGraph()
+    for (debtor, creditor), amount in totals.items():
+        graph.add_edge(debtor, creditor, capacity=amount, weight=1)
+    demand: dict[str, int] = {}
+    for (debtor, creditor), amount in totals.items():
+        demand[debtor] = demand.get(debtor, 0) - amount
+        demand[creditor] = demand.get(creditor, 0) + amount
+    nx.set_node_attributes(graph, demand, "demand")
+    cost, _ = nx.network_simplex(graph)
+    networkx_seconds = time.perf_counter() - started
+
+    nx_setoff = sum(totals.values()) - cost
+    if nx_setoff != result.total_setoff or with_cycles.total_setoff != result.total_setoff:
+        raise SystemExit(f"engine set off {result.total_setoff}, networkx {nx_setoff}")
+    return {
+        "obligations": len(items),
+        "participants": len(result.participants),
+        "engine": min(engine),
+        "engine_with_cycles": cycles_seconds,
+        "cycles": len(with_cycles.cycles or ()),
+        "networkx": networkx_seconds,
+        "speedup": networkx_seconds / min(engine),
+    }
+
+
+# --- report --------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, load {load}"
+
+
+def report(e2e: dict[str, Any], parts: dict[str, float], nx: dict[str, Any], smoke: bool) -> None:
+    a, b = e2e["file_mode"], e2e["baseline"]
+    print(f"\nmachine: {machine()}")
+    print(
+        f"\nend to end, {e2e['obligations']:,} obligations, {e2e['participants']:,} participants "
+        f"(set off {e2e['setoff_fraction']} of the debt, same optimum on both sides)"
+    )
+    print(f"  {'':32} {'wall s':>8} {'cpu s':>8} {'peak MiB':>9}")
+    for label, r in (("file mode (python -m clearing)", a), ("CSV parse + bare OR-Tools", b)):
+        print(f"  {label:32} {r['wall']:8.2f} {r['cpu']:8.2f} {r['peak_mib']:9.0f}")
+    verdict = (
+        ""
+        if smoke
+        else ("  target met" if e2e["ratio_wall"] <= TARGET_RATIO else "  TARGET MISSED")
+    )
+    print(
+        f"  ratio: {e2e['ratio_wall']:.2f} x wall, {e2e['ratio_cpu']:.2f} x cpu "
+        f"(target ≤ {TARGET_RATIO}){verdict}"
+    )
+    print("  file mode stages in-process: " + ", ".join(f"{k} {v:.2f} s" for k, v in parts.items()))
+    size = f"{nx['obligations']:,} obligations, {nx['participants']:,} participants"
+    print(f"\nengine against networkx, {size}")
+    print(f"  clear()                        {nx['engine']:8.2f} s")
+    cycles = f"({nx['cycles']:,} cycles)"
+    print(f"  clear() with the cycle report  {nx['engine_with_cycles']:8.2f} s {cycles}")
+    print(f"  networkx network_simplex       {nx['networkx']:8.2f} s")
+    verdict = (
+        "" if smoke else ("  target met" if nx["speedup"] >= TARGET_SPEEDUP else "  TARGET MISSED")
+    )
+    print(f"  speed-up: {nx['speedup']:.1f} x (target ≥ {TARGET_SPEEDUP:.0f}){verdict}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.clearing", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--obligations", type=int, default=1_000_000)
+    parser.add_argument("--participants", type=int, default=100_000)
+    parser.add_argument("--nx-obligations", type=int, default=100_000)
+    parser.add_argument("--nx-participants", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per side; the best counts")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes for CI; no targets")
+    parser.add_argument("--generator", type=Path, default=GENERATOR)
+    parser.add_argument("--cache-dir", type=Path, default=CACHE)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--baseline", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.baseline is not None:
+        print(json.dumps(baseline(args.baseline)))
+        return
+    if args.smoke:
+        args.obligations, args.participants = 20_000, 2_000
+        args.nx_obligations, args.nx_participants, args.repeat = 5_000, 500, 1
+    big = dataset(args.generator, args.cache_dir, args.participants, args.obligations)
+    small = dataset(args.generator, args.cache_dir, args.nx_participants, args.nx_obligations)
+    scratch = args.cache_dir / f"run-{os.getpid()}"
+    scratch.mkdir(parents=True, exist_ok=True)
+    try:
+        e2e = end_to_end(big, args.repeat, scratch)
+        parts = stages(big, scratch)
+        nx = against_networkx(small, args.repeat)
+    finally:
+        for leftover in scratch.iterdir():
+            leftover.unlink()
+        scratch.rmdir()
+    report(e2e, parts, nx, args.smoke)
+    if args.json is not None:
+        figures = {"machine": machine(), "end_to_end": e2e, "stages": parts, "networkx": nx}
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
