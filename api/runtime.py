@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from litestar import Request
+from litestar.exceptions import HTTPException
 from litestar.datastructures import State
 from sqlalchemy.engine import Connection, Engine
 
@@ -62,6 +63,21 @@ def bearer_token(request: Request[Any, Any, Any]) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise DomainError("unauthenticated", "send an access token: Authorization: Bearer <token>")
     return token.strip()
+
+
+def require_json_body(request: Request[Any, Any, Any]) -> None:
+    """Before a handler that takes a JSON `data` body: any other Content-Type is a 415.
+
+    Litestar would read the body as JSON whatever its Content-Type says; a client sending a form
+    or text/plain has made a mistake worth naming. Handlers reading raw bytes (CSV) are exempt.
+    """
+    if "data" not in request.route_handler.parsed_fn_signature.parameters:
+        return
+    if request.headers.get("content-length", "0") == "0" and "transfer-encoding" not in request.headers:
+        return  # no body: an optional `data` stays unset
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise HTTPException(status_code=415, detail="send the request body as application/json")
 
 
 def provide_actor(request: Request[Any, Any, Any], runtime: Runtime) -> Actor:

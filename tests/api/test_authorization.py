@@ -29,6 +29,7 @@ status>" for transfers.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import count
@@ -108,6 +109,12 @@ class World:
 
 @pytest.fixture
 def world(db_url: str) -> Iterator[World]:
+    with open_world(db_url) as w:
+        yield w
+
+
+@contextmanager
+def open_world(db_url: str) -> Iterator[World]:
     """Cheaper than the shared `api` fixture: the admin has no password (no argon2 per test)."""
     engine = make_engine(db_url, pool_size=2)
     with write_transaction(engine) as conn:
