@@ -10,16 +10,17 @@ import sqlalchemy as sa
 from litestar import Litestar, MediaType, Router, get
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.exceptions import ServiceUnavailableException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 
 from api import schemas as s
-from api.errors import handle_exception
+from api.errors import document_problems, handle_exception
 from api.routes.accounts import AccountController
 from api.routes.auth import AuthController, me
 from api.routes.coops import CoopController
 from api.routes.transfers import TransferController, post_transfer_batch
-from api.runtime import Runtime, provide_actor, provide_runtime, require_json_body
+from api.runtime import Runtime, provide_actor, provide_runtime
 from api.settings import Settings
 from ledger import service
 from ledger.db import make_engine, write_transaction
@@ -29,7 +30,7 @@ from migrations import is_at_head, revision_status
 log = logging.getLogger("commons")
 
 
-@get("/health", sync_to_thread=True, tags=["health"])
+@get("/health", sync_to_thread=True, tags=["health"], raises=[ServiceUnavailableException])
 def health(runtime: Runtime) -> s.Health:
     """200 when the database answers."""
     try:
@@ -117,12 +118,12 @@ def create_app(settings: Settings, *, check_migrations: bool = True, sweep_claim
             ),
         ],
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[api, landing],
         state=State({"runtime": runtime}),
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
         exception_handlers={Exception: handle_exception},
-        before_request=require_json_body,
+        plugins=[s.ClosedModelSchemaPlugin()],
         request_max_body_size=settings.max_body_bytes,
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
@@ -135,6 +136,8 @@ def create_app(settings: Settings, *, check_migrations: bool = True, sweep_claim
         ),
         debug=False,
     )
+    document_problems(app)
+    return app
 
 
 class DatabaseBehind(RuntimeError):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from litestar.plugins.pydantic import PydanticSchemaPlugin
+from litestar.typing import FieldDefinition
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Id = str
 Amount = str
@@ -13,6 +15,28 @@ Amount = str
 
 class Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # PostgreSQL text cannot hold U+0000 (a 500 there, silently stored by SQLite): refuse it
+        # at the edge, the same on both engines.
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("text must not contain the NUL character (U+0000)")
+        return value
+
+
+class ClosedModelSchemaPlugin(PydanticSchemaPlugin):
+    """Litestar leaves `extra="forbid"` out of the OpenAPI document; state it there
+    (`additionalProperties: false`), so the document says that unknown members are refused."""
+
+    def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: Any) -> Any:
+        schema = super().to_openapi_schema(field_definition, schema_creator)
+        model = field_definition.annotation
+        closed = isinstance(model, type) and issubclass(model, BaseModel)
+        if closed and model.model_config.get("extra") == "forbid":
+            schema.additional_properties = False
+        return schema
 
 
 class TokenRequest(Input):
@@ -117,6 +141,9 @@ class AccountOut(BaseModel):
 
 
 class DirectoryEntry(BaseModel):
+    # Closed (additionalProperties: false): a full AccountOut must not also match it in AccountPage.
+    model_config = ConfigDict(extra="forbid")
+
     id: Id
     holder: str
     kind: Literal["member", "coop", "federation"]

@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import Controller, Request, get, post
 from litestar.di import Provide
+from litestar.exceptions import NotAuthorizedException, TooManyRequestsException
 from sqlalchemy.engine import Connection
 
 from accounts import service as accounts
@@ -23,7 +24,12 @@ class AuthController(Controller):
     path = "/auth"
     tags = ["auth"]
 
-    @post("/token", sync_to_thread=True, status_code=200)
+    @post(
+        "/token",
+        sync_to_thread=True,
+        status_code=200,
+        raises=[NotAuthorizedException, TooManyRequestsException],
+    )
     def token(self, request: Request[Any, Any, Any], data: s.TokenRequest, runtime: Runtime) -> s.TokenResponse:
         """Sign in. Repeated failures for one account, or many attempts from one address, get 429."""
         email = accounts.normalise_email(data.email)
@@ -42,7 +48,7 @@ class AuthController(Controller):
         runtime.login_limiter.record(email=email, client=client, success=True)
         return _pair(pair)
 
-    @post("/refresh", sync_to_thread=True, status_code=200)
+    @post("/refresh", sync_to_thread=True, status_code=200, raises=[NotAuthorizedException])
     def refresh(self, data: s.RefreshRequest, runtime: Runtime) -> s.TokenResponse:
         now = runtime.clock()
 
