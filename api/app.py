@@ -20,7 +20,7 @@ from api.routes.accounts import AccountController
 from api.routes.auth import AuthController, me
 from api.routes.coops import CoopController
 from api.routes.transfers import TransferController, post_transfer_batch
-from api.runtime import Runtime, provide_actor, provide_runtime
+from api.runtime import Runtime, provide_actor, provide_runtime, require_json_body
 from api.settings import Settings
 from ledger import service
 from ledger.db import make_engine, write_transaction
@@ -124,6 +124,7 @@ def create_app(settings: Settings, *, check_migrations: bool = True, sweep_claim
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
         exception_handlers={Exception: handle_exception},
         plugins=[s.ClosedModelSchemaPlugin()],
+        before_request=require_json_body,
         request_max_body_size=settings.max_body_bytes,
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],

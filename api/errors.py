@@ -7,7 +7,7 @@ from http import HTTPStatus
 from typing import Any
 
 from litestar import Litestar, Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
@@ -99,7 +99,8 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         return problem(request, status=exc.status, code=exc.code, detail=exc.detail, errors=errors, headers=headers)
     if isinstance(exc, ValidationException):
         errors = _validation_errors(exc)
-        if errors and all(_amount_field(e["field"]) for e in errors):
+        # A missing amount is a missing field ("Field required"), not a badly written amount.
+        if errors and all(_amount_field(e["field"]) and e["message"] != "Field required" for e in errors):
             return problem(
                 request,
                 status=422,
@@ -110,6 +111,9 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         malformed = any("decode" in e["message"].lower() or "json" in e["message"].lower() for e in errors)
         detail = "the request body is not valid JSON" if malformed else "the request is not valid"
         return problem(request, status=400 if malformed else 422, code="validation_failed", detail=detail, errors=errors)
+    if isinstance(exc, HTTPException) and isinstance(exc.__cause__, SerializationException):
+        # Litestar could not decode the body at all (a ClientException wrapping the decode error).
+        return problem(request, status=400, code="validation_failed", detail="the request body is not valid JSON")
     if isinstance(exc, HTTPException):
         status = exc.status_code
         code = _CODE_BY_STATUS.get(status, "bad_request" if status < 500 else "internal_error")
