@@ -70,10 +70,7 @@ class Bad:
 
 def send(w: World, method: str, path: str, person: str, case: Bad) -> Any:
     headers = w.headers(person, key=path.startswith("/transfers"))
-    if case.raw is None:
-        content = json.dumps(case.body).encode()
-    else:
-        content = case.raw
+    content = json.dumps(case.body).encode() if case.raw is None else case.raw
     headers["Content-Type"] = case.content_type
     return w.client.request(method, "/api/v1" + path, content=content, headers=headers)
 
@@ -84,7 +81,8 @@ def walk(w: World, method: str, path: str, person: str, cases: list[Bad]) -> Non
     for case in cases:
         before = snapshot(w.engine)
         r = send(w, method, path, person, case)
-        got = f"{r.status_code} {r.json().get('code') if r.headers.get('content-type', '').startswith(PROBLEM_JSON) else '(not problem+json)'}"
+        is_problem = r.headers.get("content-type", "").startswith(PROBLEM_JSON)
+        got = f"{r.status_code} {r.json().get('code') if is_problem else '(not problem+json)'}"
         if got != case.expect:
             wrong[case.name] = f"expected {case.expect!r}, got {got!r}: {r.text[:160]}"
             continue
