@@ -14,6 +14,8 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 
+from accounts.actor import Actor
+from accounts.tokens import AccessClaims
 from ledger.errors import STATUS_BY_CODE, DomainError
 
 log = logging.getLogger("commons.api")
@@ -166,9 +168,10 @@ def problem_statuses(handler: HTTPRouteHandler) -> set[int]:
     invalid; a signed-in operation can also be refused or name something that does not exist (and a
     write can conflict); anything else a handler declares with `raises=[...]`."""
     statuses = {400, 413, 422, 500}
-    if "data" in handler.parsed_fn_signature.parameters:
+    parameters = handler.parsed_fn_signature.parameters
+    if "data" in parameters:
         statuses.add(415)  # a JSON body sent as anything but JSON
-    if "actor" in handler.parsed_fn_signature.parameters:
+    if any(p.annotation in (Actor, AccessClaims) for p in parameters.values()):
         statuses |= {401, 403, 404}
         if handler.http_methods - {"GET", "HEAD"}:
             statuses.add(409)

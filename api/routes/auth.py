@@ -70,12 +70,32 @@ class AuthController(Controller):
         now = runtime.clock()
         runtime.write(lambda conn: accounts.revoke_all_sessions(conn, user_id=actor.user_id, now=now))
 
-    @post("/password", sync_to_thread=True, status_code=204, dependencies={"actor": Provide(provide_actor, sync_to_thread=True)})
-    def change_password(self, data: s.PasswordChange, actor: Actor, runtime: Runtime) -> None:
+    @post(
+        "/password",
+        sync_to_thread=True,
+        status_code=204,
+        dependencies={"actor": Provide(provide_actor, sync_to_thread=True)},
+        raises=[TooManyRequestsException],
+    )
+    def change_password(
+        self, request: Request[Any, Any, Any], data: s.PasswordChange, actor: Actor, runtime: Runtime
+    ) -> None:
+        """Wrong current passwords count against the account's sign-in limit: with a stolen access
+        token this is otherwise an unthrottled password oracle, each guess an argon2 verification."""
+        email = str(runtime.read(lambda conn: accounts.user_profile(conn, actor.user_id))["email"])
+        client = request.client.host if request.client else "unknown"
+        wait = runtime.login_limiter.check(email=email, client=client)
+        if wait is not None:
+            raise DomainError("rate_limited", "too many password attempts; wait and try again", extra={"retry_after": wait})
         now = runtime.clock()
-        runtime.write(
-            lambda conn: accounts.change_password(conn, user_id=actor.user_id, current=data.current_password, new=data.new_password, now=now)
-        )
+        try:
+            runtime.write(
+                lambda conn: accounts.change_password(conn, user_id=actor.user_id, current=data.current_password, new=data.new_password, now=now)
+            )
+        except DomainError as exc:
+            if exc.code == "invalid_credentials":
+                runtime.login_limiter.record(email=email, client=client, success=False)
+            raise
 
 
 @get("/me", sync_to_thread=True, tags=["auth"], dependencies={"actor": Provide(provide_actor, sync_to_thread=True)})
