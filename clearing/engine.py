@@ -174,8 +174,8 @@ def _participant_reports(
     setoff, paid, received = [0] * n, [0] * n, [0] * n
     for tail, amount in zip(graph.tails, pair_setoff, strict=True):
         setoff[tail] += amount  # a circulation: the same sum over each node's claims
-    for tail, head, amount in zip(graph.tails, graph.heads, pair_credit, strict=True):
-        if amount:
+    if any(pair_credit):
+        for tail, head, amount in zip(graph.tails, graph.heads, pair_credit, strict=True):
             paid[tail] += amount
             received[head] += amount
     return tuple(map(ParticipantReport, graph.names, owes, owed, setoff, paid, received))

@@ -10,11 +10,13 @@ costs only.
 
 from __future__ import annotations
 
+from itertools import compress
+from operator import sub
 from typing import Any
 
 from ortools.graph.python import min_cost_flow
 
-from clearing.graph import arcs_inside_components
+from clearing.graph import strongly_connected_components
 
 # With credit a unit of debt left standing costs 3 and each credit arc 1. A simple cycle in the
 # residual graph passes the liquidity node at most once (credit cost at most 2 in absolute
@@ -32,17 +34,25 @@ def max_setoff(
     Returns (set-off per pair, pairs given to the solver, components with a cycle). Pairs
     between strongly connected components never lie on a cycle and keep their amount.
     """
-    inside, components = arcs_inside_components(num_nodes, tails, heads)
-    kept = [k for k, ok in enumerate(inside) if ok and amounts[k] > 0]
-    k_tails = [tails[k] for k in kept]
-    k_heads = [heads[k] for k in kept]
-    k_amounts = [amounts[k] for k in kept]
+    components = strongly_connected_components(num_nodes, tails, heads)
+    inside = [
+        ok and amount > 0
+        for ok, amount in zip(components.joins(tails, heads), amounts, strict=True)
+    ]
+    number = components.preorder.__getitem__
+    k_tails = list(map(number, compress(tails, inside)))
+    k_heads = list(map(number, compress(heads, inside)))
+    k_amounts = list(compress(amounts, inside))
     supplies = _supplies(num_nodes, k_tails, k_heads, k_amounts)
-    remainders = _min_cost_flow(num_nodes, k_tails, k_heads, k_amounts, [1] * len(kept), supplies)
+    remainders = _min_cost_flow(
+        num_nodes, k_tails, k_heads, k_amounts, [1] * len(k_amounts), supplies
+    )
     setoffs = [0] * len(amounts)
-    for k, amount, remainder in zip(kept, k_amounts, remainders, strict=True):
-        setoffs[k] = amount - remainder
-    return setoffs, len(kept), components
+    for k, setoff in zip(
+        compress(range(len(amounts)), inside), map(sub, k_amounts, remainders), strict=True
+    ):
+        setoffs[k] = setoff
+    return setoffs, len(k_amounts), components.with_cycles()
 
 
 def max_discharge(
@@ -67,36 +77,42 @@ def max_discharge(
     # receiver→L, L→payer. Only arcs inside its components can carry any.
     receivers = [v for v in range(num_nodes) if receive_headroom[v] > 0]
     payers = [v for v in range(num_nodes) if pay_headroom[v] > 0]
-    circulation_tails = [*tails, *receivers, *[liquidity] * len(payers)]
-    circulation_heads = [*heads, *[liquidity] * len(receivers), *payers]
-    inside, _ = arcs_inside_components(num_nodes + 1, circulation_tails, circulation_heads)
+    all_tails = [*tails, *receivers, *[liquidity] * len(payers)]
+    all_heads = [*heads, *[liquidity] * len(receivers), *payers]
+    components = strongly_connected_components(num_nodes + 1, all_tails, all_heads)
+    inside = components.joins(all_tails, all_heads)
     m = len(tails)
-    kept = [k for k in range(m) if inside[k]]
-    kept_receivers = [v for i, v in enumerate(receivers) if inside[m + i]]
-    kept_payers = [v for i, v in enumerate(payers) if inside[m + len(receivers) + i]]
+    debts = inside[:m]
+    kept_receivers = list(compress(receivers, inside[m : m + len(receivers)]))
+    kept_payers = list(compress(payers, inside[m + len(receivers) :]))
 
-    k_tails = [tails[k] for k in kept]
-    k_heads = [heads[k] for k in kept]
-    k_amounts = [amounts[k] for k in kept]
-    supplies = [*_supplies(num_nodes, k_tails, k_heads, k_amounts), 0]
+    number = components.preorder.__getitem__
+    k_tails = list(map(number, compress(tails, debts)))
+    k_heads = list(map(number, compress(heads, debts)))
+    k_amounts = list(compress(amounts, debts))
+    solver_liquidity = number(liquidity)
+    receiving = list(map(number, kept_receivers))
+    paying = list(map(number, kept_payers))
+    supplies = _supplies(num_nodes + 1, k_tails, k_heads, k_amounts)
     flows = _min_cost_flow(
         num_nodes + 1,
-        [*k_tails, *[liquidity] * len(kept_receivers), *kept_payers],
-        [*k_heads, *kept_receivers, *[liquidity] * len(kept_payers)],
+        [*k_tails, *[solver_liquidity] * len(receiving), *paying],
+        [*k_heads, *receiving, *[solver_liquidity] * len(paying)],
         [
             *k_amounts,
             *(receive_headroom[v] for v in kept_receivers),
             *(pay_headroom[v] for v in kept_payers),
         ],
-        [DEBT_COST] * len(kept) + [CREDIT_COST] * (len(kept_receivers) + len(kept_payers)),
+        [DEBT_COST] * len(k_amounts) + [CREDIT_COST] * (len(receiving) + len(paying)),
         supplies,
     )
     discharged = [0] * m
-    for k, amount, remainder in zip(kept, k_amounts, flows[: len(kept)], strict=True):
-        discharged[k] = amount - remainder
+    remainders = flows[: len(k_amounts)]
+    for k, amount in zip(compress(range(m), debts), map(sub, k_amounts, remainders), strict=True):
+        discharged[k] = amount
     change = [0] * num_nodes
-    received = flows[len(kept) : len(kept) + len(kept_receivers)]
-    paid = flows[len(kept) + len(kept_receivers) :]
+    received = flows[len(k_amounts) : len(k_amounts) + len(receiving)]
+    paid = flows[len(k_amounts) + len(receiving) :]
     for v, flow in zip(kept_receivers, received, strict=True):
         change[v] += flow
     for v, flow in zip(kept_payers, paid, strict=True):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from operator import attrgetter, itemgetter
+from itertools import repeat
+from operator import add, attrgetter, floordiv, mod
 
 from clearing.model import Obligation
 
@@ -35,28 +37,52 @@ class PairGraph:
 
 
 def aggregate(obligations: Sequence[Obligation]) -> PairGraph:
-    # Column-wise with C-level map()/zip(): this runs once per obligation, a million times a
-    # month, so the only Python-level loop left is the sum per pair.
+    # Column-wise with C-level map(): this runs once per obligation, a million times a month,
+    # so the only Python-level loop left is the sum per pair. Pair keys are plain ints
+    # (tail * n + head), not tuples: ints are not tracked by the cyclic garbage collector,
+    # which would otherwise rescan every live object while a million keys are created.
     debtors = list(map(attrgetter("debtor"), obligations))
     creditors = list(map(attrgetter("creditor"), obligations))
     names = tuple(sorted(set(debtors).union(creditors)))
-    node = {name: i for i, name in enumerate(names)}
-    keys = list(zip(map(node.__getitem__, debtors), map(node.__getitem__, creditors), strict=True))
-    del debtors, creditors
-    pairs = sorted(set(keys))
-    index = dict(zip(pairs, range(len(pairs)), strict=True))
+    n = len(names)
+    as_tail = {name: i * n for i, name in enumerate(names)}
+    as_head = {name: i for i, name in enumerate(names)}
+    keys = list(map(add, map(as_tail.__getitem__, debtors), map(as_head.__getitem__, creditors)))
+    del debtors, creditors, as_tail, as_head
+    pair_keys = sorted(set(keys))
+    index = dict(zip(pair_keys, range(len(pair_keys)), strict=True))
     pair_of = list(map(index.__getitem__, keys))
     del keys, index
-    amounts = [0] * len(pairs)
+    amounts = [0] * len(pair_keys)
     for pair, amount in zip(pair_of, map(attrgetter("amount"), obligations), strict=True):
         amounts[pair] += amount
-    tails = list(map(itemgetter(0), pairs))
-    heads = list(map(itemgetter(1), pairs))
+    tails = list(map(floordiv, pair_keys, repeat(n)))
+    heads = list(map(mod, pair_keys, repeat(n)))
     return PairGraph(names, tails, heads, amounts, pair_of)
 
 
-def strongly_connected_components(num_nodes: int, tails: list[int], heads: list[int]) -> list[int]:
-    """Component label of every node (Tarjan's algorithm, iterative: no recursion limit)."""
+@dataclass(frozen=True, slots=True)
+class Components:
+    """Strongly connected components: `label[v]` names v's component; `preorder[v]` is v's
+    depth-first discovery index, a numbering under which neighbours tend to sit close
+    together (the solver runs about a tenth faster on it than on name order)."""
+
+    label: list[int]
+    preorder: list[int]
+
+    def joins(self, tails: list[int], heads: list[int]) -> list[bool]:
+        """Which arcs join two nodes of one component: only those lie on a cycle."""
+        label = self.label
+        return [label[t] == label[h] for t, h in zip(tails, heads, strict=True)]
+
+    def with_cycles(self) -> int:
+        """How many components have more than one node."""
+        return sum(1 for size in Counter(self.label).values() if size > 1)
+
+
+def strongly_connected_components(num_nodes: int, tails: list[int], heads: list[int]) -> Components:
+    """Tarjan's algorithm, iterative (no recursion limit); nodes and arcs are visited in index
+    order, so the result depends only on the graph."""
     successors: list[list[int]] = [[] for _ in range(num_nodes)]
     for tail, head in zip(tails, heads, strict=True):
         successors[tail].append(head)
@@ -95,18 +121,4 @@ def strongly_connected_components(num_nodes: int, tails: list[int], heads: list[
                         if member == node:
                             break
                     components += 1
-    return label
-
-
-def arcs_inside_components(
-    num_nodes: int, tails: list[int], heads: list[int]
-) -> tuple[list[bool], int]:
-    """Which arcs join two nodes of the same strongly connected component, and how many
-    components have more than one node. Only such arcs lie on a cycle, so only they can
-    carry a circulation (a set-off); every other arc keeps its whole amount."""
-    label = strongly_connected_components(num_nodes, tails, heads)
-    inside = [label[t] == label[h] for t, h in zip(tails, heads, strict=True)]
-    sizes: dict[int, int] = {}
-    for component in label:
-        sizes[component] = sizes.get(component, 0) + 1
-    return inside, sum(1 for size in sizes.values() if size > 1)
+    return Components(label, order)
