@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -400,3 +401,32 @@ def test_an_oversize_obligations_import_is_refused_and_writes_nothing(
     r = api.client.post("/api/v1/federations/valley/obligations/import", content=csv(3), headers=h)
     assert r.status_code == 200, r.text
     assert counts(db_url, "obligations") == {"obligations": 3}
+
+
+# --- the durability settings docs/security.md states ----------------------------------------
+
+
+def test_write_transactions_are_durable_and_take_the_write_lock_at_begin(db_url: str) -> None:
+    """SQLite: WAL, synchronous=FULL, foreign keys, a busy timeout, BEGIN IMMEDIATE (another writer
+    cannot start while a write transaction is open, even before its first write). PostgreSQL:
+    READ COMMITTED (commit durability is the server's fsync and synchronous_commit, left on)."""
+    engine = make_engine(db_url, pool_size=1)
+    try:
+        with write_transaction(engine) as conn:
+            if engine.dialect.name == "sqlite":
+                pragmas = {
+                    p: conn.exec_driver_sql(f"PRAGMA {p}").scalar()
+                    for p in ("journal_mode", "synchronous", "foreign_keys")
+                }
+                assert pragmas == {"journal_mode": "wal", "synchronous": 2, "foreign_keys": 1}
+                assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+                other = sqlite3.connect(engine.url.database or "", timeout=0, isolation_level=None)
+                with pytest.raises(sqlite3.OperationalError, match="locked"):
+                    other.execute("BEGIN IMMEDIATE")
+                other.close()
+            else:
+                assert (
+                    conn.exec_driver_sql("SHOW transaction_isolation").scalar() == "read committed"
+                )
+    finally:
+        engine.dispose()
