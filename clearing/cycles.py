@@ -13,8 +13,9 @@ def decompose_cycles(
     Walks forward along arcs that still carry flow; when the walk meets a node already on its
     path, that loop is a simple cycle: take its smallest flow off every arc and keep walking
     from where the loop closed. Each node's arcs are visited in head order and nodes in name
-    order, so the result depends only on the flows. The same cycle found twice is merged;
-    each cycle starts at its alphabetically first participant; largest amount first.
+    order, so the result depends only on the flows. A cycle cannot come back: taking it off
+    empties one of its arcs for good. Each cycle starts at its alphabetically first
+    participant; largest amount first.
     """
     remaining = list(flows)
     outgoing: list[list[int]] = [[] for _ in names]
@@ -32,7 +33,7 @@ def decompose_cycles(
         cursor[node] = i
         return arcs[i] if i < len(arcs) else -1
 
-    found: dict[tuple[int, ...], int] = {}
+    found: list[tuple[tuple[int, ...], int]] = []
     for start in range(len(names)):
         if next_arc(start) < 0:
             continue
@@ -54,15 +55,14 @@ def decompose_cycles(
             amount = min(remaining[a] for a in loop_arcs)
             for a in loop_arcs:
                 remaining[a] -= amount
-            key = _canonical(path_nodes[loop_start:])
-            found[key] = found.get(key, 0) + amount
+            found.append((_canonical(path_nodes[loop_start:]), amount))
             for node in path_nodes[loop_start + 1 :]:
                 del position[node]
             del path_nodes[loop_start + 1 :]
             del path_arcs[loop_start:]
             if len(path_nodes) == 1 and next_arc(start) < 0:
                 break
-    ordered = sorted(found.items(), key=lambda item: (-item[1], item[0]))
+    ordered = sorted(found, key=lambda item: (-item[1], item[0]))
     return tuple(Cycle(tuple(names[i] for i in nodes), amount) for nodes, amount in ordered)
 
 
