@@ -36,7 +36,7 @@ OPTIONAL_COLUMNS = ("id", "due_on", "reference")
 OUTPUT_HEADER = ("id", "debtor", "creditor", "amount", "setoff", "remainder")
 FRACTION_PLACES = 4  # setoff_fraction is a string rounded half-even to this many places
 MAX_REPORTED_ERRORS = 20
-_NEEDS_QUOTES = re.compile(r'[,"\r\n]|^\s|\s$')
+_NEEDS_QUOTES = re.compile(r'[,"\r\n]')  # what csv.writer (QUOTE_MINIMAL) would quote
 PROGRESS_EVERY = 65536  # rows between progress reports: keeps the callback off the hot path
 
 ProgressCallback = Callable[[int], None]
@@ -122,7 +122,7 @@ def write_result_csv(
     rows = _result_rows(result, scale)
     # csv.writer inspects every field for quoting; when no id or name needs quotes (amounts
     # never do), joining is three times faster and writes the same bytes.
-    plain = not any(map(_NEEDS_QUOTES.search, _texts(result)))
+    plain = _NEEDS_QUOTES.search("".join(_texts(result))) is None
     with atomic_writer(path) as stream:
         writer = csv.writer(stream, lineterminator="\n")
         writer.writerow(OUTPUT_HEADER)
