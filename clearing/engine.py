@@ -148,8 +148,7 @@ def _allocate(
     (the capacities of a pair's obligations add up to the pair's capacity).
 
     A pair that takes nothing or everything needs no order, so that case runs column-wise;
-    only the few partly used pairs (a basic optimal flow has at most one per participant)
-    are shared out in `order`.
+    only pairs the optimum uses in part (a small share of them) are shared out in `order`.
     """
     totals = list(map(pair_totals.__getitem__, pair_of))
     full = list(map(eq, totals, map(pair_capacities.__getitem__, pair_of)))
