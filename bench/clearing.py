@@ -164,12 +164,13 @@ def stages(path: Path, scratch: Path) -> dict[str, float]:
     from clearing.engine import clear
     from clearing.fileio import read_obligations, write_result_csv
 
-    clear(read_obligations(path, scale=2)[:100])  # one-off imports (numpy, via OR-Tools)
     gc.disable()
     try:
         t0 = time.perf_counter()
         items = read_obligations(path, scale=2)
         t1 = time.perf_counter()
+        clear(items[:100])  # one-off imports (numpy, via OR-Tools), not part of the stage
+        t1b = time.perf_counter()
         result = clear(items, report_cycles=False)
         t2 = time.perf_counter()
         write_result_csv(scratch / "stages.csv", result, scale=2)
@@ -177,7 +178,7 @@ def stages(path: Path, scratch: Path) -> dict[str, float]:
     finally:
         gc.enable()
     del items, result
-    return {"read": t1 - t0, "clear": t2 - t1, "write": t3 - t2}
+    return {"read": t1 - t0, "clear": t2 - t1b, "write": t3 - t2}
 
 
 @dataclass
