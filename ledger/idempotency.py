@@ -4,8 +4,10 @@ DB transaction as the effect (DESIGN §2 invariant 5).
 - same key + same request → the stored response again, nothing re-executed;
 - same key + different request → `idempotency_key_reused` (422);
 - same key while the first request is still running → `idempotency_request_in_progress` (409)
-  (PostgreSQL: a transaction-scoped advisory lock on the key, tried without waiting; SQLite:
-  BEGIN IMMEDIATE already serialises writers, so a second request sees the first one's outcome).
+  (in this process: from before BEGIN until COMMIT, so a retry cannot overtake an attempt still
+  waiting for the database; PostgreSQL also: a transaction-scoped advisory lock on the key,
+  tried without waiting, for requests in other worker processes — SQLite has no such lock, so
+  serve it with one worker).
 
 A refused command writes nothing, key included: a retry is evaluated afresh.
 """
@@ -14,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -105,6 +109,32 @@ def _try_lock(conn: Connection, *, user_id: int, key: str) -> None:
         )
 
 
+_running: set[tuple[int, str]] = set()
+_running_lock = threading.Lock()
+
+
+@contextmanager
+def _in_flight(*, user_id: int, key: str) -> Iterator[None]:
+    """Refuse a second request with this key while the first is running in this process.
+
+    BEGIN IMMEDIATE serialises writers but does not order them: a retry sent after a timeout
+    could win the write lock from its own first attempt, be refused by a limit (storing
+    nothing), and the first attempt then commit — the client, told "refused", would own a
+    transfer. Found by the bank test (tests/soak)."""
+    with _running_lock:
+        if (user_id, key) in _running:
+            raise DomainError(
+                "idempotency_request_in_progress",
+                "a request with this Idempotency-Key is still being processed; retry shortly",
+            )
+        _running.add((user_id, key))
+    try:
+        yield
+    finally:
+        with _running_lock:
+            _running.discard((user_id, key))
+
+
 def run_idempotent(
     engine: Engine,
     *,
@@ -113,11 +143,18 @@ def run_idempotent(
     request_hash: str,
     now: datetime,
     command: Callable[[Connection], tuple[int, Any]],
+    before: Callable[[Connection], None] | None = None,
 ) -> StoredResponse:
-    """Run `command` once per (user, key) in one write transaction with its stored response."""
+    """Run `command` once per (user, key) in one write transaction with its stored response.
+
+    `before` runs first in that transaction, before a stored response can be replayed (the API
+    loads and checks the caller there, instead of in a read transaction of its own).
+    """
     try:
-        with write_transaction(engine) as conn:
+        with _in_flight(user_id=user_id, key=key), write_transaction(engine) as conn:
             _try_lock(conn, user_id=user_id, key=key)
+            if before is not None:
+                before(conn)
             stored = lookup(conn, user_id=user_id, key=key, request_hash=request_hash)
             if stored is not None:
                 return stored

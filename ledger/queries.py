@@ -223,19 +223,29 @@ def ledger_unit(conn: Connection, ledger_id: int) -> tuple[str, int]:
     return str(row.unit_code), int(row.scale)
 
 
-def account_scale(conn: Connection, *account_ids: int) -> int:
-    """The unit scale of the first of these accounts that exists (to parse an amount for it)."""
+def account_units(conn: Connection, *account_ids: int) -> dict[int, tuple[int, str, int]]:
+    """account id -> (ledger id, unit code, scale), for those of these accounts that exist."""
     a, lg = t.accounts, t.ledgers
-    rows = {
-        r.id: r.scale
+    return {
+        r.id: (int(r.ledger_id), str(r.unit_code), int(r.scale))
         for r in conn.execute(
-            sa.select(a.c.id, lg.c.scale).join(lg, lg.c.id == a.c.ledger_id).where(a.c.id.in_(account_ids))
+            sa.select(a.c.id, a.c.ledger_id, lg.c.unit_code, lg.c.scale)
+            .join(lg, lg.c.id == a.c.ledger_id)
+            .where(a.c.id.in_(account_ids))
         )
     }
+
+
+def first_scale(units: dict[int, tuple[int, str, int]], *account_ids: int) -> int:
+    """The unit scale of the first of these accounts that exists (to parse an amount for it)."""
     for account_id in account_ids:
-        if account_id in rows:
-            return int(rows[account_id])
+        if account_id in units:
+            return units[account_id][2]
     raise DomainError("account_not_found", "neither account exists")
+
+
+def account_scale(conn: Connection, *account_ids: int) -> int:
+    return first_scale(account_units(conn, *account_ids), *account_ids)
 
 
 def ledger_balances(conn: Connection, ledger_id: int) -> dict[int, int]:
