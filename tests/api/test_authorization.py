@@ -21,18 +21,22 @@ Decisions (DESIGN §3 "every endpoint checks ownership", §6 problem codes):
   403 `forbidden` on accounts and transfers (the admin already lists every co-op's directory, so
   a 404 would hide nothing).
 
-Each row runs on a fresh world; each cell prepares its own transfer or claim, so cells cannot
-disturb one another. A cell reads "<status> <problem code>" for errors and "<status> <transfer
-status>" for transfers.
+The whole table runs on one world per engine (building it per row would cost more than the
+table). Cells cannot disturb one another: each prepares its own transfer or claim, amounts are a
+cent, tokens are minted afresh for every request (so a logout or a password change in one cell
+does not leak into the next), and nothing a cell creates is reused. A cell reads "<status>
+<problem code>" for errors and "<status> <transfer status>" for transfers.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import count
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,9 +47,11 @@ from sqlalchemy.engine import Engine
 from accounts import service as accounts
 from accounts import tokens
 from api.app import create_app
+from api.runtime import Runtime
 from ledger import tables as t
 from ledger.db import make_engine, write_transaction
 from tests.api.conftest import PASSWORD, SECRET, make_settings, new_key
+from tests.conftest import _truncate_all as truncate_all
 
 ROLES = ("anon", "other", "member", "treasurer", "admin")
 PERSON = {"other": "olga", "member": "ana", "treasurer": "tess", "admin": "admin"}
@@ -100,6 +106,15 @@ class World:
         self.with_password[person] = str(email)
         return str(email)
 
+    def join(self, name: str, slug: str = "riverside") -> str:
+        """A new member with a clean history (the admin adds them; no password)."""
+        person = f"{name}{self.serial()}"
+        body = {"email": f"{person}@{slug}.example.org", "name": name.title()}
+        r = self.call("POST", f"/coops/{slug}/members", "admin", body)
+        assert r.status_code == 201, r.text
+        self.users[person], self.accounts[person] = int(r.json()["user_id"]), r.json()["account_id"]
+        return person
+
     def transfer(self, person: str, payer: str, payee: str) -> str:
         body = {"payer": self.accounts[payer], "payee": self.accounts[payee], "amount": "0.01"}
         r = self.call("POST", "/transfers", person, body)
@@ -107,15 +122,41 @@ class World:
         return str(r.json()["id"])
 
 
-@pytest.fixture
-def world(db_url: str) -> Iterator[World]:
-    with open_world(db_url) as w:
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    """One world per engine for this module (see the module docstring); other modules open
+    their own per test with `open_world(db_url)`."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("authorization") / "commons.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        url = f"sqlite:///{path}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+        engine = make_engine(url, pool_size=1)
+        truncate_all(engine)  # the same clean start `db_url` gives each test
+        engine.dispose()
+    with open_world(url) as w:
         yield w
 
 
 @contextmanager
-def open_world(db_url: str) -> Iterator[World]:
-    """Cheaper than the shared `api` fixture: the admin has no password (no argon2 per test)."""
+def shared_client(template: Path) -> Iterator[TestClient[Any]]:
+    """One app for a whole module. Building a Litestar app costs more than most tests, so each
+    test points this one at its own database instead (`open_world(db_url, client)`)."""
+    url = f"sqlite:///{template}"  # migrated, so the app starts; no test writes to it
+    with TestClient(app=create_app(make_settings(url), sweep_claims=False)) as client:
+        yield client
+
+
+@contextmanager
+def open_world(db_url: str, client: TestClient[Any] | None = None) -> Iterator[World]:
+    """Riverside and Hillside on the database at `db_url`, behind a new app or `client`'s app.
+
+    Cheaper than the shared `api` fixture: the admin has no password (no argon2 per test)."""
     engine = make_engine(db_url, pool_size=2)
     with write_transaction(engine) as conn:
         admin = accounts.create_user(
@@ -126,7 +167,15 @@ def open_world(db_url: str) -> Iterator[World]:
             is_admin=True,
             now=datetime.now(UTC),
         )
-    with TestClient(app=create_app(make_settings(db_url), sweep_claims=False)) as client:
+    with ExitStack() as stack:
+        if client is None:
+            app = create_app(make_settings(db_url), sweep_claims=False)
+            client = stack.enter_context(TestClient(app=app))
+        else:
+            # A fresh Runtime (engine, settings, clock, sign-in limiter) for this test only.
+            previous = client.app.state.runtime
+            client.app.state.runtime = Runtime(settings=make_settings(db_url), engine=engine)
+            stack.callback(setattr, client.app.state, "runtime", previous)
         w = World(client, engine, {"admin": admin}, {}, count(1).__next__)
         for slug, people in [
             (
@@ -353,20 +402,22 @@ def test_members_see_a_directory_without_balances_treasurers_see_balances(world:
 
 
 def test_transfer_lists_show_only_what_the_caller_may_see(world: World) -> None:
-    mine = world.transfer("ana", "ana", "ben")
-    others = world.transfer("ben", "ben", "cleo")
+    vic, wes, xia = world.join("vic"), world.join("wes"), world.join("xia")
+    stranger = world.join("yan", "hillside")
+    mine = world.transfer(vic, vic, wes)
+    others = world.transfer(wes, wes, xia)
 
     def listed(person: str, query: str = "") -> set[str]:
         r = world.call("GET", "/transfers" + query, person)
         assert r.status_code == 200, r.text
         return {i["id"] for i in r.json()["items"]}
 
-    assert listed("ana") == {mine}
-    assert listed("ben") == {mine, others}
-    assert listed("tess") == {mine, others}
-    assert listed("olga") == set()
+    assert listed(vic) == {mine}
+    assert listed(wes) == {mine, others}
+    assert {mine, others} <= listed("tess")  # the newest, so on the first page
+    assert listed(stranger) == set()
     assert listed("admin") == set()
-    r = world.call("GET", f"/transfers?account={world.accounts['ben']}", "ana")
+    r = world.call("GET", f"/transfers?account={world.accounts[wes]}", vic)
     assert outcome(r) == NA  # filtering by someone else's account reveals nothing
 
 

@@ -10,23 +10,31 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from litestar.testing import TestClient
 from sqlalchemy.engine import Engine
 
 from ledger import tables as t
 from tests.api.conftest import PASSWORD, new_key
-from tests.api.test_authorization import World, open_world
+from tests.api.test_authorization import World, open_world, shared_client
 
 PROBLEM_JSON = "application/problem+json"
 KIB = 1024
 
 
+@pytest.fixture(scope="module")
+def client(sqlite_template: Path) -> Iterator[TestClient[Any]]:
+    with shared_client(sqlite_template) as c:
+        yield c
+
+
 @pytest.fixture
-def world(db_url: str) -> Iterator[World]:
-    with open_world(db_url) as w:
+def world(db_url: str, client: TestClient[Any]) -> Iterator[World]:
+    with open_world(db_url, client) as w:
         yield w
 
 

@@ -5,20 +5,28 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from litestar.testing import TestClient
 
 from api.runtime import Runtime
 from ledger import tables as t
 from tests.api.conftest import PASSWORD
-from tests.api.test_authorization import World, open_world
+from tests.api.test_authorization import World, open_world, shared_client
+
+
+@pytest.fixture(scope="module")
+def client(sqlite_template: Path) -> Iterator[TestClient[Any]]:
+    with shared_client(sqlite_template) as c:
+        yield c
 
 
 @pytest.fixture
-def world(db_url: str) -> Iterator[World]:
-    with open_world(db_url) as w:
+def world(db_url: str, client: TestClient[Any]) -> Iterator[World]:
+    with open_world(db_url, client) as w:
         yield w
 
 

@@ -9,23 +9,31 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from litestar.testing import TestClient
 
 from accounts import service as accounts
 from api.errors import TYPE_BASE
 from api.runtime import Runtime
 from ledger.errors import STATUS_BY_CODE
-from tests.api.test_authorization import World, open_world
+from tests.api.test_authorization import World, open_world, shared_client
 
 PROBLEM_JSON = "application/problem+json"
 CODE = re.compile(r"^[a-z][a-z_]*[a-z]$")
 
 
+@pytest.fixture(scope="module")
+def client(sqlite_template: Path) -> Iterator[TestClient[Any]]:
+    with shared_client(sqlite_template) as c:
+        yield c
+
+
 @pytest.fixture
-def world(db_url: str) -> Iterator[World]:
-    with open_world(db_url) as w:
+def world(db_url: str, client: TestClient[Any]) -> Iterator[World]:
+    with open_world(db_url, client) as w:
         yield w
 
 
