@@ -19,6 +19,7 @@ from api.errors import document_problems, handle_exception
 from api.routes.accounts import AccountController
 from api.routes.auth import AuthController, me
 from api.routes.coops import CoopController
+from api.routes.federations import FEDERATION_HANDLERS
 from api.routes.transfers import TransferController, post_transfer_batch
 from api.runtime import Runtime, provide_actor, provide_runtime, require_json_body
 from api.settings import Settings
@@ -113,7 +114,7 @@ def create_app(settings: Settings, *, check_migrations: bool = True, sweep_claim
             health,
             Router(
                 path="/",
-                route_handlers=[CoopController, AccountController, TransferController, post_transfer_batch],
+                route_handlers=[*FEDERATION_HANDLERS, CoopController, AccountController, TransferController, post_transfer_batch],
                 dependencies=authenticated,
             ),
         ],

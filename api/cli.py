@@ -9,11 +9,14 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from api.cli_federation import federation_app
+
 app = typer.Typer(help="Commons: mutual-credit time bank and co-op federation ledger.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 admin_app = typer.Typer(help="Instance administration.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
+app.add_typer(federation_app, name="federation")
 
 err = Console(stderr=True)
 out = Console()

@@ -191,6 +191,22 @@ def _insert_transfer(conn: Connection, values: dict[str, Any]) -> TransferRecord
     return _record(row)
 
 
+def _across_ledgers(
+    conn: Connection,
+    *,
+    actor: Actor,
+    request: TransferInput,
+    payer: AccountState,
+    payee: AccountState,
+    now: datetime,
+) -> TransferRecord | None:
+    """Payer and payee in different ledgers: a cross-co-op payment (three transfers, one
+    transaction) when one federation joins their co-ops; None otherwise."""
+    from clearing.crosspay import pay_across_coops  # clearing builds on this module
+
+    return pay_across_coops(conn, actor=actor, request=request, payer=payer, payee=payee, now=now)
+
+
 def create_transfer(
     conn: Connection, *, actor: Actor, request: TransferInput, now: datetime
 ) -> TransferRecord:
@@ -202,6 +218,12 @@ def create_transfer(
     movement = Movement(request.payer_id, request.payee_id, request.amount)
     states = load_account_states(conn, [movement.payer, movement.payee])
     payer, payee = states.get(movement.payer), states.get(movement.payee)
+    if payer is not None and payee is not None and payer.ledger_id != payee.ledger_id:
+        crossed = _across_ledgers(
+            conn, actor=actor, request=request, payer=payer, payee=payee, now=now
+        )
+        if crossed is not None:
+            return crossed
     known_ledgers = {s.ledger_id for s in (payer, payee) if s is not None}
     treasurer = any(actor.is_treasurer_of_ledger(lid) for lid in known_ledgers)
     if actor.holds(movement.payer) or treasurer:
