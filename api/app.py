@@ -7,7 +7,7 @@ import threading
 from typing import Any
 
 import sqlalchemy as sa
-from litestar import Litestar, MediaType, Router, get
+from litestar import Litestar, Router, get
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import ServiceUnavailableException
@@ -23,6 +23,7 @@ from api.routes.federations import FEDERATION_HANDLERS
 from api.routes.transfers import TransferController, post_transfer_batch
 from api.runtime import Runtime, provide_actor, provide_runtime, require_json_body
 from api.settings import Settings
+from api.web import web_router
 from ledger import service
 from ledger.db import make_engine, write_transaction
 from ledger.errors import DomainError
@@ -39,25 +40,6 @@ def health(runtime: Runtime) -> s.Health:
     except Exception as exc:
         raise DomainError("service_unavailable", "the database does not answer") from exc
     return s.Health(status="ok", database=runtime.engine.dialect.name)
-
-
-LANDING = """<!doctype html><html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1"><title>Commons</title></head>
-<body style="font-family: system-ui, sans-serif; max-width: 40rem; margin: 2rem auto; padding: 0 1rem">
-<h1>Commons</h1><p>A mutual-credit time bank and co-op federation ledger.</p>
-<ul><li>API: <code>/api/v1</code> &mdash; sign in with <code>POST /api/v1/auth/token</code></li>
-<li><a href="/schema/swagger">API documentation</a> (OpenAPI at <a href="/schema/openapi.json">/schema/openapi.json</a>)</li></ul>
-{demo}</body></html>"""
-
-DEMO_NOTE = """<h2>Demo: Riverside Time Bank</h2><p>Every demo login uses the password
-<code>riverside-demo</code>: <code>treasurer@riverside.example</code> (treasurer),
-<code>ana@riverside.example</code>, <code>ben@riverside.example</code>, <code>cleo@riverside.example</code>
-(members), <code>admin@riverside.example</code> (instance admin).</p>"""
-
-
-@get("/", sync_to_thread=False, include_in_schema=False, media_type=MediaType.HTML)
-def landing(runtime: Runtime) -> str:
-    return LANDING.format(demo=DEMO_NOTE if runtime.settings.demo_mode else "")
 
 
 class ClaimSweeper:
@@ -120,7 +102,7 @@ def create_app(settings: Settings, *, check_migrations: bool = True, sweep_claim
         ],
     )
     app = Litestar(
-        route_handlers=[api, landing],
+        route_handlers=[api, web_router(settings)],
         state=State({"runtime": runtime}),
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
         exception_handlers={Exception: handle_exception},
