@@ -57,13 +57,18 @@ def validate_key(key: str | None) -> str:
     return key
 
 
+# Built once (see ledger.service: no per-request statement construction on the write path).
+_ik = t.idempotency_keys
+_LOOKUP = sa.select(_ik.c.request_hash, _ik.c.response_status, _ik.c.response_body).where(
+    _ik.c.user_id == sa.bindparam("ik_user", type_=sa.BigInteger),
+    _ik.c.key == sa.bindparam("ik_key", type_=sa.String),
+)
+_STORE = sa.insert(_ik)
+_TRY_LOCK = sa.select(sa.func.pg_try_advisory_xact_lock(sa.bindparam("lock_id", type_=sa.BigInteger)))
+
+
 def lookup(conn: Connection, *, user_id: int, key: str, request_hash: str) -> StoredResponse | None:
-    ik = t.idempotency_keys
-    row = conn.execute(
-        sa.select(ik.c.request_hash, ik.c.response_status, ik.c.response_body).where(
-            ik.c.user_id == user_id, ik.c.key == key
-        )
-    ).first()
+    row = conn.execute(_LOOKUP, {"ik_user": user_id, "ik_key": key}).first()
     if row is None:
         return None
     if row.request_hash != request_hash:
@@ -85,14 +90,15 @@ def store(
     now: datetime,
 ) -> None:
     conn.execute(
-        sa.insert(t.idempotency_keys).values(
-            user_id=user_id,
-            key=key,
-            request_hash=request_hash,
-            response_status=status,
-            response_body=json.dumps(body, separators=(",", ":")),
-            created_at=now,
-        )
+        _STORE,
+        {
+            "user_id": user_id,
+            "key": key,
+            "request_hash": request_hash,
+            "response_status": status,
+            "response_body": json.dumps(body, separators=(",", ":")),
+            "created_at": now,
+        },
     )
 
 
@@ -101,7 +107,7 @@ def _try_lock(conn: Connection, *, user_id: int, key: str) -> None:
         return
     digest = hashlib.sha256(f"{user_id}:{key}".encode()).digest()
     lock_id = int.from_bytes(digest[:8], "big", signed=True)
-    got = conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(lock_id))).scalar()
+    got = conn.execute(_TRY_LOCK, {"lock_id": lock_id}).scalar()
     if not got:
         raise DomainError(
             "idempotency_request_in_progress",
