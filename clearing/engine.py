@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import compress
 from operator import and_, eq, mul, not_
 
+from clearing.columns import Columns
 from clearing.cycles import decompose_cycles
 from clearing.flow import max_discharge, max_setoff
 from clearing.graph import PairGraph, aggregate
@@ -36,7 +37,7 @@ from clearing.model import (
     ParticipantReport,
     PolicyError,
 )
-from clearing.validation import MAX_TOTAL, validate_obligations, validate_policy
+from clearing.validation import MAX_TOTAL, find_errors, validate_obligations, validate_policy
 
 __all__ = [
     "MAX_TOTAL",
@@ -71,17 +72,18 @@ def clear(
     print it.
     """
     items = tuple(obligations)
+    columns = Columns.of(items)
     errors: tuple[ObligationError | PolicyError, ...] = (
-        *validate_obligations(items),
+        *find_errors(items, columns),
         *validate_policy(policy.credit),
     )
     if errors:
         raise ClearingInputError(errors)
-    graph = aggregate(items)
+    graph = aggregate(columns)
     n = len(graph.names)
     best_setoff, pairs_solved, components = max_setoff(n, graph.tails, graph.heads, graph.amounts)
     order = _allocation_order(items)
-    amounts = [o.amount for o in items]
+    amounts = columns.amounts
     if policy.settle_with_credit:
         pay, receive = _headrooms(graph, policy.credit)
         discharged, _ = max_discharge(n, graph.tails, graph.heads, graph.amounts, pay, receive)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import repeat
-from operator import add, attrgetter, floordiv, mod
+from operator import add, floordiv, mod
 
-from clearing.model import Obligation
+from clearing.columns import Columns
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,25 +35,24 @@ class PairGraph:
         return owes, owed
 
 
-def aggregate(obligations: Sequence[Obligation]) -> PairGraph:
+def aggregate(columns: Columns) -> PairGraph:
     # Column-wise with C-level map(): this runs once per obligation, a million times a month,
     # so the only Python-level loop left is the sum per pair. Pair keys are plain ints
     # (tail * n + head), not tuples: ints are not tracked by the cyclic garbage collector,
     # which would otherwise rescan every live object while a million keys are created.
-    debtors = list(map(attrgetter("debtor"), obligations))
-    creditors = list(map(attrgetter("creditor"), obligations))
+    debtors, creditors = columns.debtors, columns.creditors
     names = tuple(sorted(set(debtors).union(creditors)))
     n = len(names)
     as_tail = {name: i * n for i, name in enumerate(names)}
     as_head = {name: i for i, name in enumerate(names)}
     keys = list(map(add, map(as_tail.__getitem__, debtors), map(as_head.__getitem__, creditors)))
-    del debtors, creditors, as_tail, as_head
+    del as_tail, as_head
     pair_keys = sorted(set(keys))
     index = dict(zip(pair_keys, range(len(pair_keys)), strict=True))
     pair_of = list(map(index.__getitem__, keys))
     del keys, index
     amounts = [0] * len(pair_keys)
-    for pair, amount in zip(pair_of, map(attrgetter("amount"), obligations), strict=True):
+    for pair, amount in zip(pair_of, columns.amounts, strict=True):
         amounts[pair] += amount
     tails = list(map(floordiv, pair_keys, repeat(n)))
     heads = list(map(mod, pair_keys, repeat(n)))

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Obligation:
     """`debtor` owes `creditor` `amount` smallest units; `due_on` is an ISO date (YYYY-MM-DD)."""
 
@@ -19,6 +19,23 @@ class Obligation:
     creditor: str
     amount: int
     due_on: str | None = None
+
+    def __init__(
+        self, id: str, debtor: str, creditor: str, amount: int, due_on: str | None = None
+    ) -> None:
+        # The generated __init__ of a frozen dataclass sets each field through
+        # object.__setattr__, which doubles the cost of reading a million obligations; the
+        # slot descriptors set the same fields directly. Assignment afterwards still raises.
+        _set_id(self, id)
+        _set_debtor(self, debtor)
+        _set_creditor(self, creditor)
+        _set_amount(self, amount)
+        _set_due_on(self, due_on)
+
+
+_set_id, _set_debtor, _set_creditor, _set_amount, _set_due_on = (
+    getattr(Obligation, name).__set__ for name in ("id", "debtor", "creditor", "amount", "due_on")
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ def test_the_engine_closure_is_what_the_engine_is_made_of() -> None:
         "clearing",
         "clearing.engine",
         "clearing.model",
+        "clearing.columns",
         "clearing.validation",
         "clearing.graph",
         "clearing.flow",

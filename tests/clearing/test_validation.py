@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from clearing.engine import (
@@ -87,3 +89,20 @@ def test_negative_headroom_is_a_policy_error() -> None:
     assert [(e.participant, e.code) for e in errors] == [("A", "bad_headroom")]
     with pytest.raises(ClearingInputError):
         clear([Obligation("1", "A", "B", 1)], policy=ClearingPolicy(True, credit))
+
+
+def test_obligation_is_a_frozen_value() -> None:
+    o = Obligation("1", "A", "B", 5)
+    assert o == Obligation("1", "A", "B", 5, None)
+    assert hash(o) == hash(Obligation("1", "A", "B", 5))
+    assert dataclasses.replace(o, amount=7) == Obligation("1", "A", "B", 7)
+    assert [f.name for f in dataclasses.fields(o)] == [
+        "id",
+        "debtor",
+        "creditor",
+        "amount",
+        "due_on",
+    ]
+    assert repr(o) == "Obligation(id='1', debtor='A', creditor='B', amount=5, due_on=None)"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        o.amount = 6  # type: ignore[misc]
