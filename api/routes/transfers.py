@@ -83,6 +83,11 @@ class TransferController(Controller):
 
         def command(conn: Connection) -> tuple[int, Any]:
             units = queries.account_units(conn, payer, payee)
+            actor = caller[0]
+            ledgers = {ledger for ledger, _, _ in units.values()}
+            if not actor.is_admin and not any(actor.is_member_of_ledger(lg) for lg in ledgers):
+                # None of it is the caller's: answer as for missing ids, before reading the amount.
+                raise DomainError("account_not_found", "neither account exists")
             scale = queries.first_scale(units, payer, payee)
             amount = present.amount_in(data.amount, scale=scale, field="amount")
             record = service.create_transfer(

@@ -447,3 +447,10 @@ def test_an_outsider_cannot_tell_foreign_ids_from_missing_ones(world: World) -> 
     )
     assert outcome(foreign_pay) == NA
     assert strip(foreign_pay) == strip(missing_pay)
+    # Not even an amount the foreign unit cannot hold tells them apart.
+    bad_amount = {**movement("ana", "ben")(world, "other"), "amount": "0.001"}
+    foreign_bad = world.call("POST", "/transfers", "olga", bad_amount)
+    missing_bad = world.call(
+        "POST", "/transfers", "olga", {**bad_amount, "payer": "999998", "payee": "999999"}
+    )
+    assert strip(foreign_bad) == strip(missing_bad)
