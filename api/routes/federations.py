@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from accounts.actor import Actor
 from api import present
 from api import present_federation as pf
+from api import schemas as s
 from api import schemas_federation as fs
 from api.runtime import Runtime
 from clearing import obligations as ob
@@ -188,6 +189,43 @@ class FederationController(Controller):
             record = fed.get_member(conn, federation, coop)
             full = found.officer or found.admin or record.coop_id in found.treasurer_of
             return pf.member(record, federation, full=full)
+
+        return runtime.read(fn)
+
+    @get("/{slug:str}/members/{coop:str}/postings", sync_to_thread=True)
+    def member_postings(
+        self,
+        slug: str,
+        coop: str,
+        actor: Actor,
+        runtime: Runtime,
+        cursor: str | None = None,
+        limit: int = Parameter(default=queries.DEFAULT_PAGE, ge=1, le=queries.MAX_PAGE),
+    ) -> s.PostingPage:
+        """Statement lines of a co-op's account in the federation ledger, oldest first
+        (officers and admins; the co-op's own treasurer)."""
+
+        def fn(conn: Connection) -> s.PostingPage:
+            federation = fed.get_federation(conn, slug)
+            found = fed.require_reader(conn, actor, federation)
+            record = fed.get_member(conn, federation, coop)
+            if not (found.officer or found.admin or record.coop_id in found.treasurer_of):
+                raise DomainError(
+                    "forbidden",
+                    "only officers and the co-op's treasurer see its federation account",
+                )
+            rows, last = queries.list_postings(
+                conn,
+                account_id=record.account_id,
+                start=None,
+                end=None,
+                cursor=queries.decode_cursor(cursor),
+                limit=_limit(limit),
+            )
+            return s.PostingPage(
+                items=[present.posting(p, scale=federation.scale) for p in rows],
+                next_cursor=present.cursor(last),
+            )
 
         return runtime.read(fn)
 

@@ -117,6 +117,15 @@ def test_three_legs_convert_half_even_and_show_on_both_statements(
     assert ledger_sums(engine) == [0] * len(ledger_sums(engine))
     member = api.get("/federations/valley/members/riverside", OFFICER).json()
     assert member["balance"] == f"-{paid // 100}.{paid % 100:02d}"
+    # The federation leg is on the co-ops' federation accounts' statements.
+    lines = api.get("/federations/valley/members/hillside/postings", y["treasurer"]).json()["items"]
+    assert [p["amount"] for p in lines] == [v[0] for v in expected.values()]
+    assert [p["transfer"] for p in lines] == [legs[1]["transfer"] for _, legs in transactions]
+    assert api.get("/federations/valley/members/riverside/postings", OFFICER).status_code == 200
+    assert (
+        api.get("/federations/valley/members/riverside/postings", y["treasurer"]).status_code == 403
+    )
+    assert api.get("/federations/valley/members/hillside/postings", y["member"]).status_code == 403
 
 
 def test_guards(api: Api, engine: Engine, pair: tuple) -> None:
