@@ -1,0 +1,111 @@
+"""A treasurer's flow in a real browser: the members table (sort, search), add a member, change
+limits, record an exchange for someone offline, reverse it with a reason."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tests.web.conftest import balance, shoot, sign_in
+
+TREASURER = "treasurer@riverside.example"
+
+
+def test_treasurer_adds_a_member_records_and_reverses_an_exchange(new_page: Any) -> None:
+    page = new_page()
+    sign_in(page, TREASURER)
+    page.get_by_role("link", name="Treasurer").click()
+    page.wait_for_url(re.compile(r".*/treasurer$"))
+    assert page.locator("table.members tbody tr").count() >= 30
+    shoot(page, "treasurer-members")
+
+    # Sorting by balance, highest first; then searching by name.
+    page.get_by_role("link", name="Balance").click()  # numbers sort highest first
+    assert page.locator("th[aria-sort]").get_attribute("aria-sort") == "descending"
+    shown = [
+        float(t.replace("\u2212", "-").replace("+", ""))
+        for t in page.locator("table.members tbody tr td:nth-child(2)").all_inner_texts()
+    ]
+    assert shown == sorted(shown, reverse=True)
+    page.get_by_label("Search by name or account number").fill("okafor")
+    page.get_by_role("button", name="Search").click()
+    assert page.locator("table.members tbody tr").count() == 1
+    assert "Ben Okafor" in page.locator("table.members tbody").inner_text()
+
+    # Add a member: first with nothing filled in, then properly.
+    page.get_by_role("link", name="Add a member").click()
+    page.get_by_role("button", name="Add the member").click()
+    assert page.locator("#name-error").inner_text() == "Enter the member's name"
+    assert page.locator("#email-error").is_visible()
+    page.get_by_label("Name").fill("Zoe Example")
+    page.get_by_label("Email").fill("zoe@riverside.example")
+    page.get_by_label("First password").fill("short")
+    page.get_by_role("button", name="Add the member").click()
+    assert "at least" in page.locator("#password-error").inner_text()
+    shoot(page, "treasurer-add-member-errors")
+    page.get_by_label("First password").fill("zoe-first-password")
+    page.get_by_role("button", name="Add the member").click()
+    page.wait_for_url(re.compile(r".*/treasurer\?q=\d+$"))
+    assert "Zoe Example is now a member" in page.get_by_role("status").first.inner_text()
+    row = page.locator("table.members tbody tr").filter(has_text="Zoe Example")
+    assert row.count() == 1
+
+    # Change her limits.
+    row.get_by_role("link", name="Zoe Example").click()
+    page.get_by_label("Spending limit").fill("5")
+    page.get_by_label("Most hours they may hold").fill("-3")
+    page.get_by_role("button", name="Save").click()
+    assert page.locator("#max_balance-error").inner_text().startswith("The most a member may hold")
+    page.get_by_label("Most hours they may hold").fill("10")
+    page.get_by_role("button", name="Save").click()
+    assert "Saved the limits" in page.get_by_role("status").first.inner_text()
+    assert page.get_by_label("Spending limit").input_value() == "5.00"
+    shoot(page, "treasurer-account")
+
+    # Record an exchange for two members who are offline: Zoe helped Ben for 2 hours.
+    page.goto("/treasurer/exchanges/new")
+    page.get_by_label("Who gave the help?").fill("Zoe Example")
+    page.get_by_label("Who was helped?").fill("Ben Okafor")
+    page.get_by_label("Hours").fill("12")
+    page.get_by_role("button", name="Record").click()
+    # Beyond Zoe's new ceiling of 10: refused, in words, next to the hours.
+    assert "Zoe Example cannot receive that many hours" in page.locator("#hours-error").inner_text()
+    shoot(page, "treasurer-record-errors")
+    page.get_by_label("Hours").fill("2")
+    page.get_by_label("Note").fill("moved the piano")
+    page.get_by_role("button", name="Record").click()
+    page.wait_for_url(re.compile(r".*/treasurer/transfers$"))
+    flash = page.get_by_role("status").first.inner_text()
+    transfer_id = re.search(r"transfer no\. (\d+)", flash).group(1)  # type: ignore[union-attr]
+    shoot(page, "treasurer-transfers")
+
+    # Reverse it, with a reason.
+    page.get_by_role("link", name=f"Reverse transfer {transfer_id}", exact=True).click()
+    page.get_by_role("button", name=re.compile("^Reverse 2.00 hours")).click()
+    assert page.locator("#reason-error").is_visible()
+    page.get_by_label("Reason").fill("it was Cleo who moved the piano")
+    shoot(page, "treasurer-reverse")
+    page.get_by_role("button", name=re.compile("^Reverse 2.00 hours")).click()
+    page.wait_for_url(re.compile(r".*/treasurer/transfers$"))
+    assert (
+        f"Transfer no. {transfer_id} is reversed" in page.get_by_role("status").first.inner_text()
+    )
+    row = page.get_by_test_id(f"transfer-{transfer_id}")
+    assert "reversed" in row.inner_text()
+    assert row.get_by_role("link", name=re.compile("Reverse")).count() == 0
+
+    # The new member signs in and sees the whole story on her own home page.
+    zoe = new_page()
+    sign_in(zoe, "zoe@riverside.example", "zoe-first-password")
+    assert balance(zoe).startswith("0.00")
+    history = zoe.locator("table.history").inner_text()
+    assert "You helped Ben Okafor" in history and "Reversal of transfer" in history
+
+
+def test_a_member_cannot_open_the_treasurer_pages(new_page: Any) -> None:
+    page = new_page()
+    sign_in(page, "cleo@riverside.example")
+    assert page.get_by_role("link", name="Treasurer").count() == 0
+    response = page.goto("/treasurer")
+    assert response is not None and response.status == 403
+    assert page.get_by_role("heading", level=1).inner_text() == "You cannot open this page"
