@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from argon2 import PasswordHasher, Type
 from sqlalchemy.engine import Engine
 
+from accounts import passwords
 from accounts.actor import Actor
 from accounts.service import create_coop, create_user
 from clearing.rates import parse_rate
@@ -142,6 +144,17 @@ def counts(engine: Engine) -> dict[str, int]:
                 "clearing_runs",
             )
         }
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every API test here signs in half a dozen people; argon2id at its production cost would
+    be most of the suite's time. Password hashing is tested in tests/accounts and tests/api."""
+    monkeypatch.setattr(
+        passwords,
+        "_hasher",
+        PasswordHasher(time_cost=1, memory_cost=8, parallelism=1, type=Type.ID),
+    )
 
 
 # --- service-level helpers (no HTTP, no passwords: fast enough for many co-ops) --------------
