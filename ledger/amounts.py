@@ -12,7 +12,9 @@ MAX_SCALE = 6
 # Largest amount any single value may carry; far below 2**63 so sums of many stay in BIGINT.
 ABSOLUTE_MAX_AMOUNT = 10**15
 
-_DECIMAL = re.compile(r"^(?P<sign>-)?(?P<int>\d{1,16})(?:\.(?P<frac>\d+))?$")
+# ASCII digits only (`\d` also matches other scripts' digits, which int() accepts);
+# fullmatch, because `$` also matches before a final "\n".
+_DECIMAL = re.compile(r"(?P<sign>-)?(?P<int>[0-9]{1,16})(?:\.(?P<frac>[0-9]+))?")
 
 
 class AmountError(ValueError):
@@ -39,7 +41,7 @@ def parse_amount(text: object, *, scale: int, allow_negative: bool = False) -> i
     """
     if not isinstance(text, str):
         raise AmountError("amounts are decimal strings such as \"1.50\", not JSON numbers")
-    match = _DECIMAL.match(text)
+    match = _DECIMAL.fullmatch(text)
     if match is None:
         raise AmountError(f"{text[:40]!r} is not a decimal amount such as \"1.50\"")
     frac = match["frac"] or ""

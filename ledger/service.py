@@ -170,9 +170,16 @@ def _move(conn: Connection, *, account_id: int, delta: int) -> tuple[int, int] |
     return None if row is None else (row.balance, row.version)
 
 
-def _refusal(conn: Connection, movement: Movement) -> DomainError:
-    """Explain why a conditional update matched no row, from the rows as they are now."""
-    states = load_account_states(conn, [movement.payer, movement.payee])
+def _refusal(conn: Connection, movement: Movement, *, moved: dict[int, int]) -> DomainError:
+    """Explain why a conditional update matched no row, from the rows as they are now.
+
+    `moved` holds the deltas this transaction already applied (the lower account id goes
+    first): an account is judged on its balance before the movement, or a refusal by the
+    payee's ceiling would also be reported as the payer's credit limit."""
+    states = {
+        i: replace(s, balance=s.balance - moved.get(i, 0))
+        for i, s in load_account_states(conn, [movement.payer, movement.payee]).items()
+    }
     payer, payee = states.get(movement.payer), states.get(movement.payee)
     problems = validate_movement(movement, payer, payee, max_amount=movement.amount)
     if not problems and payer is not None and payee is not None:
@@ -185,12 +192,12 @@ def _refusal(conn: Connection, movement: Movement) -> DomainError:
 def apply_movement(conn: Connection, movement: Movement, *, transfer_id: int, now: datetime) -> None:
     """Move the amount, write both postings. Raises (and the caller rolls back) when refused."""
     results: dict[int, tuple[int, int]] = {}
-    for account_id, delta in sorted(
-        ((movement.payer, -movement.amount), (movement.payee, movement.amount))
-    ):
+    deltas = sorted(((movement.payer, -movement.amount), (movement.payee, movement.amount)))
+    for account_id, delta in deltas:
         moved = _move(conn, account_id=account_id, delta=delta)
         if moved is None:
-            raise _refusal(conn, movement)
+            done = {i: d for i, d in deltas if i in results}
+            raise _refusal(conn, movement, moved=done)
         results[account_id] = moved
     params: dict[str, Any] = {}
     for n, (account_id, delta) in enumerate(
