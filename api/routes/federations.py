@@ -34,14 +34,18 @@ OBLIGATION_STATUS = "^(pending_confirmation|confirmed|disputed|cancelled|settled
 
 
 def _write(runtime: Runtime, fn: Callable[[Connection], T]) -> T:
+    """One unit of work. Two requests creating the same thing at once (an external_id, a
+    membership, a slug) meet at a unique index: the loser gets 409 and, on retry, the
+    winner's result or a precise refusal. Any other integrity error is a bug and stays a 500."""
     try:
         return runtime.write(fn)
     except IntegrityError as exc:
-        # Two requests recorded the same external_id at once; the loser retries and gets the
-        # winner's obligation (or a precise conflict).
-        if "external_id" in str(exc.orig):
+        unique = getattr(
+            exc.orig, "sqlstate", None
+        ) == "23505" or "UNIQUE constraint failed" in str(exc.orig)
+        if unique:
             raise DomainError(
-                "conflict", "this obligation was being recorded by another request; retry"
+                "conflict", "another request changed the same thing at the same time; retry"
             ) from exc
         raise
 
@@ -58,7 +62,8 @@ class FederationController(Controller):
     def create(self, data: fs.FederationCreate, actor: Actor, runtime: Runtime) -> fs.FederationOut:
         """Create a federation with its own ledger (admin)."""
         now = runtime.clock()
-        record = runtime.write(
+        record = _write(
+            runtime,
             lambda conn: fed.create_federation(
                 conn,
                 actor=actor,
@@ -67,7 +72,7 @@ class FederationController(Controller):
                 unit_code=data.unit.code,
                 scale=data.unit.scale,
                 now=now,
-            )
+            ),
         )
         return pf.federation(record)
 
@@ -97,7 +102,7 @@ class FederationController(Controller):
             found = next(o for o in fed.list_officers(conn, federation) if o[0] == user_id)
             return fs.OfficerOut(user_id=str(found[0]), email=found[1], name=found[2])
 
-        return runtime.write(fn)
+        return _write(runtime, fn)
 
     @get("/{slug:str}/officers", sync_to_thread=True)
     def officers(self, slug: str, actor: Actor, runtime: Runtime) -> fs.OfficerList:
@@ -146,7 +151,7 @@ class FederationController(Controller):
             )
             return pf.member(record, federation, full=True)
 
-        return runtime.write(fn)
+        return _write(runtime, fn)
 
     @get("/{slug:str}/members", sync_to_thread=True)
     def members(
@@ -253,7 +258,7 @@ class FederationController(Controller):
             )
             return pf.member(record, federation, full=True)
 
-        return runtime.write(fn)
+        return _write(runtime, fn)
 
     # --- obligations --------------------------------------------------------------------
 
@@ -384,7 +389,7 @@ class FederationController(Controller):
             )
             return pf.run(runs.view_run(conn, requester=actor, run_id=record.id))
 
-        return runtime.write(fn)
+        return _write(runtime, fn)
 
     @get("/{slug:str}/clearing-runs", sync_to_thread=True)
     def list_runs(
@@ -484,7 +489,7 @@ class ClearingRunController(Controller):
             runs.apply_run(conn, requester=actor, run_id=rid, now=now)
             return pf.run(runs.view_run(conn, requester=actor, run_id=rid))
 
-        return runtime.write(fn)
+        return _write(runtime, fn)
 
     @post("/{run_id:str}/cancel", sync_to_thread=True, status_code=200)
     def cancel(self, run_id: str, actor: Actor, runtime: Runtime) -> fs.RunOut:
@@ -495,7 +500,7 @@ class ClearingRunController(Controller):
             runs.cancel_run(conn, requester=actor, run_id=rid, now=now)
             return pf.run(runs.view_run(conn, requester=actor, run_id=rid))
 
-        return runtime.write(fn)
+        return _write(runtime, fn)
 
 
 def _obligation_id(text: str) -> int:
@@ -513,7 +518,7 @@ class ObligationController(Controller):
             record = fn(conn)
             return pf.obligation(record, fed.federation_by_id(conn, record.federation_id))
 
-        return runtime.write(run)
+        return _write(runtime, run)
 
     @get("/{obligation_id:str}", sync_to_thread=True)
     def read(self, obligation_id: str, actor: Actor, runtime: Runtime) -> fs.ObligationOut:
