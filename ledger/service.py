@@ -130,27 +130,58 @@ def _raise_if(problems: list[Problem]) -> None:
         raise DomainError.from_problems(problems)
 
 
-def _move(conn: Connection, *, account_id: int, delta: int) -> tuple[int, int] | None:
-    """Apply `delta` to one account if its limits allow; return (balance, version) or None."""
+def _move_statement(*, debit: bool) -> sa.Update:
     a = t.accounts
-    if delta < 0:
-        condition = sa.or_(a.c.min_balance.is_(None), a.c.balance + delta >= a.c.min_balance)
-        counters = {"debits": a.c.debits - delta}
+    account_id = sa.bindparam("move_account", type_=sa.BigInteger)
+    amount = sa.bindparam("move_amount", type_=sa.BigInteger)
+    if debit:
+        condition = sa.or_(a.c.min_balance.is_(None), a.c.balance - amount >= a.c.min_balance)
+        values = {"balance": a.c.balance - amount, "debits": a.c.debits + amount}
     else:
-        condition = sa.or_(a.c.max_balance.is_(None), a.c.balance + delta <= a.c.max_balance)
-        counters = {"credits": a.c.credits + delta}
-    row = conn.execute(
+        condition = sa.or_(a.c.max_balance.is_(None), a.c.balance + amount <= a.c.max_balance)
+        values = {"balance": a.c.balance + amount, "credits": a.c.credits + amount}
+    return (
         sa.update(a)
         .where(a.c.id == account_id, a.c.status == AccountStatus.ACTIVE.value, condition)
-        .values(balance=a.c.balance + delta, version=a.c.version + 1, **counters)
+        .values(version=a.c.version + 1, **values)
         .returning(a.c.balance, a.c.version)
-    ).first()
+    )
+
+
+# The hot statements are built once: executing the same statement object skips SQLAlchemy's
+# per-call construction, cache-key and result-metadata work (a third of the server's CPU
+# per transfer before), and gives the driver the same SQL text to prepare.
+_DEBIT = _move_statement(debit=True)
+_CREDIT = _move_statement(debit=False)
+_POSTING_COLUMNS = ("account_id", "version", "transfer_id", "amount", "balance_after", "posted_at")
+_INSERT_POSTING_PAIR = sa.insert(t.postings).values(
+    [
+        {c: sa.bindparam(f"{c}_{n}", type_=t.postings.c[c].type) for c in _POSTING_COLUMNS}
+        for n in (0, 1)
+    ]
+)
+_INSERT_TRANSFER = sa.insert(t.transfers).returning(*t.transfers.c)
+
+
+def _move(conn: Connection, *, account_id: int, delta: int) -> tuple[int, int] | None:
+    """Apply `delta` to one account if its limits allow; return (balance, version) or None."""
+    statement = _DEBIT if delta < 0 else _CREDIT
+    row = conn.execute(statement, {"move_account": account_id, "move_amount": abs(delta)}).first()
     return None if row is None else (row.balance, row.version)
 
 
-def _refusal(conn: Connection, movement: Movement, *, refused: int) -> DomainError:
-    """Explain why a conditional update matched no row, from the rows as they are now."""
-    states = load_account_states(conn, [movement.payer, movement.payee])
+def _refusal(
+    conn: Connection, movement: Movement, *, moved: dict[int, int], refused: int
+) -> DomainError:
+    """Explain why a conditional update matched no row, from the rows as they are now.
+
+    `moved` holds the deltas this transaction already applied (the lower account id goes
+    first): an account is judged on its balance before the movement, or a refusal by the
+    payee's ceiling would also be reported as the payer's credit limit."""
+    states = {
+        i: replace(s, balance=s.balance - moved.get(i, 0))
+        for i, s in load_account_states(conn, [movement.payer, movement.payee]).items()
+    }
     payer, payee = states.get(movement.payer), states.get(movement.payee)
     problems = validate_movement(movement, payer, payee, max_amount=movement.amount)
     if not problems and payer is not None and payee is not None:
@@ -170,32 +201,25 @@ def _refusal(conn: Connection, movement: Movement, *, refused: int) -> DomainErr
 def apply_movement(conn: Connection, movement: Movement, *, transfer_id: int, now: datetime) -> None:
     """Move the amount, write both postings. Raises (and the caller rolls back) when refused."""
     results: dict[int, tuple[int, int]] = {}
-    for account_id, delta in sorted(
-        ((movement.payer, -movement.amount), (movement.payee, movement.amount))
-    ):
+    deltas = sorted(((movement.payer, -movement.amount), (movement.payee, movement.amount)))
+    for account_id, delta in deltas:
         moved = _move(conn, account_id=account_id, delta=delta)
         if moved is None:
-            raise _refusal(conn, movement, refused=account_id)
+            done = {i: d for i, d in deltas if i in results}
+            raise _refusal(conn, movement, moved=done, refused=account_id)
         results[account_id] = moved
-    conn.execute(
-        sa.insert(t.postings),
-        [
-            {
-                "account_id": account_id,
-                "version": results[account_id][1],
-                "transfer_id": transfer_id,
-                "amount": delta,
-                "balance_after": results[account_id][0],
-                "posted_at": now,
-            }
-            for account_id, delta in ((movement.payer, -movement.amount), (movement.payee, movement.amount))
-        ],
-    )
+    params: dict[str, Any] = {}
+    for n, (account_id, delta) in enumerate(
+        ((movement.payer, -movement.amount), (movement.payee, movement.amount))
+    ):
+        balance, version = results[account_id]
+        row = (account_id, version, transfer_id, delta, balance, now)
+        params.update({f"{c}_{n}": v for c, v in zip(_POSTING_COLUMNS, row, strict=True)})
+    conn.execute(_INSERT_POSTING_PAIR, params)  # one statement, not an executemany
 
 
 def _insert_transfer(conn: Connection, values: dict[str, Any]) -> TransferRecord:
-    row = conn.execute(sa.insert(t.transfers).values(**values).returning(*t.transfers.c)).one()
-    return _record(row)
+    return _record(conn.execute(_INSERT_TRANSFER, values).one())
 
 
 def _across_ledgers(
