@@ -21,6 +21,7 @@ from api.routes.auth import AuthController, me
 from api.routes.coops import CoopController
 from api.routes.federations import FEDERATION_HANDLERS
 from api.routes.transfers import TransferController, post_transfer_batch
+from api.routes.treasurer import StatementController, TreasurerController
 from api.runtime import Runtime, provide_actor, provide_runtime, require_json_body
 from api.settings import Settings
 from api.web import web_router
@@ -96,7 +97,7 @@ def create_app(settings: Settings, *, check_migrations: bool = True, sweep_claim
             health,
             Router(
                 path="/",
-                route_handlers=[*FEDERATION_HANDLERS, CoopController, AccountController, TransferController, post_transfer_batch],
+                route_handlers=[*FEDERATION_HANDLERS, CoopController, AccountController, TransferController, post_transfer_batch, TreasurerController, StatementController],
                 dependencies=authenticated,
             ),
         ],

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from api.cli_federation import federation_app
+from api.cli_treasurer import register as register_treasurer_commands
 
 app = typer.Typer(help="Commons: mutual-credit time bank and co-op federation ledger.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
@@ -164,6 +165,9 @@ def expire_claims() -> None:
         count = sweep(conn, now=datetime.now(UTC))
     engine.dispose()
     out.print(f"{count} claim(s) expired")
+
+
+register_treasurer_commands(app)
 
 
 def main() -> None:

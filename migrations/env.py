@@ -22,6 +22,7 @@ from sqlmodel import SQLModel
 import accounts.models  # noqa: F401
 import clearing.models  # noqa: F401
 import ledger.models  # noqa: F401
+import ledger.seal_models  # noqa: F401
 from ledger.db import make_engine, normalise_url
 
 DEFAULT_URL = "sqlite:///./commons.db"
