@@ -15,6 +15,7 @@ from api.settings import Settings
 from api.web import session
 from api.web.common import see_other
 from api.web.member import MemberController
+from api.web.officer import OfficerController
 from api.web.public import PublicController
 from api.web.render import STATIC, render
 from api.web.treasurer import TreasurerController
@@ -56,6 +57,7 @@ def _page(request: Request[Any, Any, Any], status: int, title: str, advice: str)
         actor=None,
         role=None,
         treasurer=False,
+        officer=False,
         path=request.url.path,
     )
 
@@ -120,6 +122,7 @@ def web_router(settings: Settings) -> Router:
             PublicController,
             MemberController,
             TreasurerController,
+            OfficerController,
             create_static_files_router(
                 path="/static", directories=[STATIC], include_in_schema=False
             ),

@@ -30,6 +30,7 @@ def layout(request: Request[Any, Any, Any], actor: Actor | None, **context: Any)
         "actor": actor,
         "role": role,
         "treasurer": is_treasurer(role),
+        "officer": bool(session.data(request).get("officer")) if actor else False,
         "path": request.url.path,
         **context,
     }

@@ -14,6 +14,7 @@ from api.runtime import Runtime
 from api.web import session
 from api.web.common import Form, layout, safe_next, see_other
 from api.web.forms import FormErrors, explain, text
+from api.web.officer import federations_of
 from api.web.render import render
 from ledger.errors import DomainError
 
@@ -96,10 +97,16 @@ class PublicController(Controller):
                 claims = tokens.decode_access_token(
                     pair.access_token, secret=runtime.settings.secret_key
                 )
-                profile = runtime.read(lambda conn: accounts.user_profile(conn, claims.user_id))
+                profile, officer_of = runtime.read(
+                    lambda conn: (
+                        accounts.user_profile(conn, claims.user_id),
+                        federations_of(conn, claims.user_id),
+                    )
+                )
                 session.start(request, user_id=claims.user_id, token_version=claims.token_version)
                 s = session.data(request)
                 s["name"] = str(profile["name"])
+                s["officer"] = bool(officer_of)
                 request.set_session(s)
                 return see_other(target)
         return render(

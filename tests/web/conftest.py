@@ -52,6 +52,63 @@ def _require_chromium() -> None:
     pytest.skip(message + "; install it to run the browser tests")
 
 
+OFFICER = "officer@valley.example"
+FEDERATION_COOPS = ("bakery", "farm", "energy")
+
+
+def seed_federation(engine: Any) -> None:
+    """Valley Federation: Riverside and three more co-ops, and an officer (no obligations yet)."""
+    from datetime import UTC, datetime
+
+    from accounts.actor import Actor
+    from accounts.service import create_coop, create_user, find_user_id
+    from clearing import service as fed
+    from clearing.rates import parse_rate
+    from ledger.db import write_transaction
+
+    now = datetime.now(UTC)
+    with write_transaction(engine) as conn:
+        admin_id = find_user_id(conn, "admin@riverside.example")
+        assert admin_id is not None
+        admin = Actor(admin_id, True)
+        for slug in FEDERATION_COOPS:
+            create_coop(
+                conn,
+                actor=admin,
+                slug=slug,
+                name=f"{slug.title()} Co-op",
+                unit_code="EUR",
+                scale=2,
+                default_min_balance=None,
+                default_max_balance=None,
+                claim_expiry_days=30,
+                max_transfer_amount=10**8,
+                now=now,
+            )
+        federation = fed.create_federation(
+            conn,
+            actor=admin,
+            slug="valley",
+            name="Valley Federation",
+            unit_code="VAL",
+            scale=2,
+            now=now,
+        )
+        for slug in ("riverside", *FEDERATION_COOPS):
+            fed.join_federation(
+                conn,
+                requester=admin,
+                federation=federation,
+                coop_slug=slug,
+                rate=parse_rate("1"),
+                min_balance=None,
+                max_balance=None,
+                now=now,
+            )
+        create_user(conn, email=OFFICER, name="Olu Officer", password=PASSWORD, now=now)
+        fed.appoint_officer(conn, actor=admin, federation=federation, email=OFFICER, now=now)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -71,6 +128,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     upgrade_to_head(url)
     engine = make_engine(url, pool_size=2)
     seed(engine)
+    seed_federation(engine)
     engine.dispose()
     app = create_app(
         Settings(database_url=url, secret_key="web-test-" + "s" * 40, demo_mode=True),
