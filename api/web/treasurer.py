@@ -24,7 +24,7 @@ from api.web.forms import (
 )
 from api.web.render import hours, render
 from api.web.views import ACTIVE, MEMBER_SORTS, all_accounts, directory, find_entry, members_table
-from ledger import idempotency, queries, service
+from ledger import idempotency, queries, reconcile, service, statements
 from ledger.errors import DomainError
 from ledger.service import TransferInput
 
@@ -354,6 +354,35 @@ class TreasurerController(Controller):
             f"(transfer no. {stored.body['id']}).",
         )
         return see_other("/treasurer/transfers")
+
+    # --- reconciliation ------------------------------------------------------------------
+
+    @get("/reconciliation", sync_to_thread=True)
+    def reconciliation(
+        self, request: Request[Any, Any, Any], actor: Actor, runtime: Runtime
+    ) -> Response[Any]:
+        role = require_treasurer(request, actor)
+        now = runtime.clock()
+        with reconcile.snapshot(runtime.engine) as conn:
+            report = reconcile.reconciliation_report(conn, actor=actor, slug=role.slug, now=now)
+        return render("treasurer_reconciliation.html", **layout(request, actor, report=report))
+
+    @get("/trial-balance.csv", sync_to_thread=True)
+    def trial_balance_csv(
+        self, request: Request[Any, Any, Any], actor: Actor, runtime: Runtime
+    ) -> Response[bytes]:
+        role = require_treasurer(request, actor)
+        now = runtime.clock()
+        with reconcile.snapshot(runtime.engine) as conn:
+            tb = statements.trial_balance(conn, actor=actor, slug=role.slug, at=now)
+        return Response(
+            content=statements.trial_balance_csv(tb),
+            media_type="text/csv; charset=utf-8",
+            headers={
+                "Content-Disposition": f'attachment; filename="trial-balance-{role.slug}.csv"',
+                "Cache-Control": "no-store",
+            },
+        )
 
     # --- transfers and reversals -----------------------------------------------------------
 

@@ -4,6 +4,7 @@ limits, record an exchange for someone offline, reverse it with a reason."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from tests.web.conftest import balance, shoot, sign_in
@@ -31,6 +32,15 @@ def test_treasurer_adds_a_member_records_and_reverses_an_exchange(new_page: Any)
     page.get_by_role("button", name="Search").click()
     assert page.locator("table.members tbody tr").count() == 1
     assert "Ben Okafor" in page.locator("table.members tbody").inner_text()
+
+    # Reconciliation: the books balance, and the trial balance downloads as CSV.
+    page.get_by_role("link", name="Reconciliation").click()
+    assert "Every check passed" in page.get_by_test_id("reconciliation-verdict").inner_text()
+    shoot(page, "treasurer-reconciliation")
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="Download the trial balance (CSV)").click()
+    assert "Ana Souza" in Path(download_info.value.path()).read_text()
+    page.goto("/treasurer")
 
     # Add a member: first with nothing filled in, then properly.
     page.get_by_role("link", name="Add a member").click()
