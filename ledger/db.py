@@ -7,6 +7,7 @@ transaction opens with BEGIN IMMEDIATE (a deferred BEGIN would lose concurrent w
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,6 +17,9 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# A pooled PostgreSQL connection is pinged before use only after it sat idle this long (a server
+# restart or an idle timeout may have closed it); a busy pool reuses connections without a ping.
+IDLE_PING_SECONDS = 10.0
 
 
 class DatabaseUrlError(ValueError):
@@ -74,14 +78,37 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    return sa.create_engine(
+    engine = sa.create_engine(
         full,
         echo=echo,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         isolation_level="READ COMMITTED",
     )
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """pool_pre_ping costs a round trip on every checkout, i.e. on every request; ping only a
+    connection that has been idle, where a dead one is likely. Raising DisconnectionError makes
+    the pool discard it and hand out a fresh connection, exactly as pre_ping would."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < IDLE_PING_SECONDS:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise sa.exc.DisconnectionError("idle connection failed its ping") from exc
+        if not alive:
+            raise sa.exc.DisconnectionError("idle connection failed its ping")
 
 
 @contextmanager
