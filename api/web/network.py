@@ -32,9 +32,10 @@ def network_svg(
         for i, name in enumerate(nodes)
     }
     total = sum(edges.values())
+    drawn = len([a for a in edges.values() if a > 0])
     parts = [
         f'<svg class="network" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-        f'aria-label="{escape(title)}: {len([a for a in edges.values() if a > 0])} debts, '
+        f'aria-label="{escape(title)}: {drawn} debt{"" if drawn == 1 else "s"}, '
         f'{format_amount(total, scale=scale)} in all">',
         "<defs>"
         '<marker id="arrow" viewBox="0 0 10 10" refX="8" refY="5" markerWidth="14" '
