@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import compress
-from operator import and_, eq, mul, not_
+from operator import eq, mul
 
 from clearing.columns import Columns
 from clearing.cycles import decompose_cycles
@@ -152,11 +152,12 @@ def _allocate(
     A pair that takes nothing or everything needs no order, so that case runs column-wise;
     only pairs the optimum uses in part (a small share of them) are shared out in `order`.
     """
-    totals = list(map(pair_totals.__getitem__, pair_of))
-    full = list(map(eq, totals, map(pair_capacities.__getitem__, pair_of)))
-    shares = list(map(mul, capacities, full))  # True * c == c, False * c == 0
+    # Decided once per pair, then looked up per obligation at C speed.
+    pair_full = list(map(eq, pair_totals, pair_capacities))
+    pair_partial = [total and not full for total, full in zip(pair_totals, pair_full, strict=True)]
+    shares = list(map(mul, capacities, map(pair_full.__getitem__, pair_of)))  # True * c == c
     partial: dict[int, list[int]] = {}
-    for index in compress(range(len(pair_of)), map(and_, map(not_, full), map(bool, totals))):
+    for index in compress(range(len(pair_of)), map(pair_partial.__getitem__, pair_of)):
         partial.setdefault(pair_of[index], []).append(index)
     for pair, members in partial.items():
         left = pair_totals[pair]
@@ -171,10 +172,9 @@ def _participant_reports(
     graph: PairGraph, pair_setoff: list[int], pair_credit: list[int]
 ) -> tuple[ParticipantReport, ...]:
     owes, owed = graph.per_node_totals()
+    setoff = graph.sum_by_tail(pair_setoff)  # a circulation: the same sum over its claims
     n = len(graph.names)
-    setoff, paid, received = [0] * n, [0] * n, [0] * n
-    for tail, amount in zip(graph.tails, pair_setoff, strict=True):
-        setoff[tail] += amount  # a circulation: the same sum over each node's claims
+    paid, received = [0] * n, [0] * n
     if any(pair_credit):
         for tail, head, amount in zip(graph.tails, graph.heads, pair_credit, strict=True):
             paid[tail] += amount

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass
-from itertools import repeat
-from operator import add, floordiv, mod
+from itertools import accumulate, repeat
+from operator import add, floordiv, mod, sub
 
 from clearing.columns import Columns
 
@@ -27,12 +28,17 @@ class PairGraph:
 
     def per_node_totals(self) -> tuple[list[int], list[int]]:
         """(what each node owes, what each node is owed)."""
-        owes = [0] * len(self.names)
         owed = [0] * len(self.names)
-        for tail, head, amount in zip(self.tails, self.heads, self.amounts, strict=True):
-            owes[tail] += amount
+        for head, amount in zip(self.heads, self.amounts, strict=True):
             owed[head] += amount
-        return owes, owed
+        return self.sum_by_tail(self.amounts), owed
+
+    def sum_by_tail(self, values: list[int]) -> list[int]:
+        """Per node, the sum of `values` over the pairs it owes on. Pairs are sorted by tail,
+        so each node's pairs are one run: prefix sums at the run boundaries, at C speed."""
+        prefix = [0, *accumulate(values)]
+        bounds = [bisect_left(self.tails, node) for node in range(len(self.names) + 1)]
+        return list(map(sub, map(prefix.__getitem__, bounds[1:]), map(prefix.__getitem__, bounds)))
 
 
 def aggregate(columns: Columns) -> PairGraph:
