@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from api.cli_federation import federation_app
+from clearing.cli import clear_command
 from api.cli_treasurer import register as register_treasurer_commands
 
 app = typer.Typer(help="Commons: mutual-credit time bank and co-op federation ledger.", no_args_is_help=True)
@@ -18,6 +19,7 @@ admin_app = typer.Typer(help="Instance administration.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 app.add_typer(federation_app, name="federation")
+app.command("clear")(clear_command)
 
 err = Console(stderr=True)
 out = Console()
@@ -140,7 +142,8 @@ def demo(
     base = f"http://{host}:{port}"
     out.print("\n[bold]Riverside Time Bank[/] is ready.")
     out.print(f"  API:            {base}/api/v1   (docs: {base}/schema/swagger)")
-    out.print(f"  Sign in:        POST {base}/api/v1/auth/token with an email and the password below")
+    out.print(f"  Web:            {base}/sign-in  (open {base}/ in a browser)")
+    out.print(f"  Sign in (API):  POST {base}/api/v1/auth/token with an email and the password below")
     out.print(f"  Admin:          {logins.admin}")
     out.print(f"  Treasurer:      {logins.treasurer}")
     out.print(f"  Members:        {', '.join(logins.members)} (and 26 more)")
