@@ -7,7 +7,9 @@ transaction opens with BEGIN IMMEDIATE (a deferred BEGIN would lose concurrent w
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -43,7 +45,16 @@ def is_sqlite(engine: Engine | Connection) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+# One writer at a time per SQLite engine in this process. Without it every pooled connection
+# waits for the write lock in SQLite's busy handler, which sleeps (up to 100 ms a nap) instead of
+# being woken: under 16 concurrent writers the lock sat idle between naps and some writers
+# starved past the busy timeout ("database is locked"). Threads queue here and are woken at once;
+# BEGIN IMMEDIATE still orders writers of different processes.
+_SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+
+
 def _configure_sqlite(engine: Engine) -> None:
+    _SQLITE_WRITERS[engine] = threading.RLock()
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Hand transaction control to SQLAlchemy's "begin" event below.
@@ -117,7 +128,13 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
 
     Commits when the block ends without an exception; the caller answers only afterwards.
     """
-    with engine.begin() as conn:
+    writers = _SQLITE_WRITERS.get(engine)
+    if writers is None:
+        with engine.begin() as conn:
+            yield conn
+        return
+    # Checked out first, then queued: the pool still sees every request's connection at once.
+    with engine.connect() as conn, writers, conn.begin():
         yield conn
 
 
