@@ -1,0 +1,1 @@
+"""Benchmarks (`python -m bench.ledger`, `python -m bench.clearing`); see docs/benchmarks.md."""
