@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from accounts.actor import Actor
 from ledger import tables as t
-from ledger.core import AccountState, AccountStatus, Movement, TransferStatus, limit_problems, validate_movement, validate_text
+from ledger.core import AccountKind, AccountState, AccountStatus, Movement, TransferStatus, limit_problems, member_movement_problems, validate_movement, validate_text
 from ledger.db import is_sqlite
 from ledger.errors import DomainError, Problem
 from ledger.service import TransferInput, TransferRecord, _record, ledger_policy
@@ -77,14 +78,14 @@ def _lock_accounts(conn: Connection, ids: list[int]) -> dict[int, _Row]:
     rows: dict[int, _Row] = {}
     for chunk in _chunks(sorted(ids)):
         query = (
-            sa.select(a.c.id, a.c.ledger_id, a.c.status, a.c.balance, a.c.min_balance, a.c.max_balance, a.c.debits, a.c.credits, a.c.version)
+            sa.select(a.c.id, a.c.ledger_id, a.c.status, a.c.balance, a.c.min_balance, a.c.max_balance, a.c.debits, a.c.credits, a.c.version, a.c.kind)
             .where(a.c.id.in_(chunk))
             .order_by(a.c.id)
         )
         if not is_sqlite(conn):  # SQLite's BEGIN IMMEDIATE already holds the write lock
             query = query.with_for_update()
         for r in conn.execute(query):
-            state = AccountState(r.id, r.ledger_id, AccountStatus(r.status), r.balance, r.min_balance, r.max_balance)
+            state = AccountState(r.id, r.ledger_id, AccountStatus(r.status), r.balance, r.min_balance, r.max_balance, AccountKind(r.kind))
             rows[r.id] = _Row(state, r.debits, r.credits, r.version)
     return rows
 
@@ -133,7 +134,7 @@ def post_batch(
         problems += validate_text(req.memo, req.category)
         if not problems:
             assert payer is not None and payee is not None
-            problems = limit_problems(payer, payee, movement.amount)
+            problems = member_movement_problems(payer, payee) or limit_problems(payer, payee, movement.amount)
         if problems:
             results.append(BatchResult(entry.key, "refused", problem=problems[0]))
             continue
@@ -163,13 +164,51 @@ def post_batch(
 
 def _apply(row: _Row, delta: int) -> None:
     s = row.state
-    row.state = AccountState(s.id, s.ledger_id, s.status, s.balance + delta, s.min_balance, s.max_balance)
+    row.state = AccountState(s.id, s.ledger_id, s.status, s.balance + delta, s.min_balance, s.max_balance, s.kind)
     if delta < 0:
         row.debits -= delta
     else:
         row.credits += delta
     row.version += 1
     row.touched = True
+
+
+_NEXT_TRANSFER_IDS = sa.text(
+    "SELECT nextval(pg_get_serial_sequence('transfers', 'id')) FROM generate_series(1, :n)"
+)
+_NO_VALUE = {c.name: None for c in t.transfers.c}
+
+
+def _insert_transfers(conn: Connection, rows: list[dict[str, Any]]) -> list[Any]:
+    """Insert the transfer rows; return them as inserted, in order.
+
+    PostgreSQL: the ids come from the sequence first, then one COPY. An INSERT .. RETURNING of
+    the whole batch is a multi-VALUES statement of thousands of rows whose text the driver parses
+    again for every batch: 45% of a batch's CPU.
+    """
+    if is_sqlite(conn):
+        statement = sa.insert(t.transfers).returning(*t.transfers.c, sort_by_parameter_order=True)
+        return list(conn.execute(statement, rows).all())
+    ids = sorted(conn.execute(_NEXT_TRANSFER_IDS, {"n": len(rows)}).scalars())
+    full = [{**_NO_VALUE, **row, "id": i} for row, i in zip(rows, ids, strict=True)]
+    _insert_rows(conn, t.transfers, full)
+    return [SimpleNamespace(**row) for row in full]
+
+
+def _insert_rows(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """Many rows into an append-only table: COPY on PostgreSQL (in this transaction, so the
+    CHECK constraints, foreign keys and unique indexes judge every row as for an INSERT),
+    an executemany elsewhere."""
+    if not rows:
+        return
+    if is_sqlite(conn):
+        conn.execute(sa.insert(table), rows)
+        return
+    columns = list(rows[0])
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([row[c] for c in columns])
 
 
 def _write(
@@ -187,9 +226,7 @@ def _write(
     if not pending:
         return
     transfer_rows = [{k: v for k, v in row.items() if k != "_versions"} for _, row, _ in pending]
-    inserted = conn.execute(
-        sa.insert(t.transfers).returning(*t.transfers.c, sort_by_parameter_order=True), transfer_rows
-    ).all()
+    inserted = _insert_transfers(conn, transfer_rows)
     postings: list[dict[str, Any]] = []
     idem: list[dict[str, Any]] = []
     for (index, row, movement), db_row in zip(pending, inserted, strict=True):
@@ -199,7 +236,7 @@ def _write(
         body = render(_record(db_row))
         results[index] = BatchResult(entries[index].key, "posted", body=body)
         idem.append({"user_id": actor.user_id, "key": keys[index], "request_hash": entries[index].request_hash, "response_status": 201, "response_body": json.dumps(body, separators=(",", ":")), "created_at": now})
-    conn.execute(sa.insert(t.postings), postings)
+    _insert_rows(conn, t.postings, postings)
     a = t.accounts
     conn.execute(
         sa.update(a)
@@ -211,4 +248,4 @@ def _write(
             if r.touched
         ],
     )
-    conn.execute(sa.insert(t.idempotency_keys), idem)
+    _insert_rows(conn, t.idempotency_keys, idem)

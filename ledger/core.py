@@ -53,6 +53,7 @@ class AccountState:
     balance: int
     min_balance: int | None
     max_balance: int | None
+    kind: AccountKind = AccountKind.MEMBER
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +94,20 @@ def validate_movement(
             Problem("unit_mismatch", "payer and payee belong to different ledgers", "payee")
         )
     return problems
+
+
+def member_movement_problems(payer: AccountState, payee: AccountState) -> list[Problem]:
+    """A co-op's federation mirror account moves only with cross-co-op payments and clearing,
+    each of which keeps its three legs together; a plain transfer would break the mirror."""
+    if AccountKind.FEDERATION in (payer.kind, payee.kind):
+        return [
+            Problem(
+                "federation_account",
+                "the federation account moves only through cross-co-op payments and clearing",
+                "payer" if payer.kind is AccountKind.FEDERATION else "payee",
+            )
+        ]
+    return []
 
 
 def limit_problems(payer: AccountState, payee: AccountState, amount: int) -> list[Problem]:

@@ -24,6 +24,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "validation_failed": 422,
     "invalid_amount": 422,
     "same_account": 422,
+    "federation_account": 422,
     "unit_mismatch": 422,
     "insufficient_credit": 422,
     "ceiling_exceeded": 422,

@@ -24,6 +24,8 @@ from accounts.actor import Actor
 from ledger import tables as t
 from ledger.amounts import ABSOLUTE_MAX_AMOUNT
 from ledger.core import (
+    AccountKind,
+    member_movement_problems,
     AccountState,
     AccountStatus,
     Movement,
@@ -105,11 +107,13 @@ def _record(row: Any) -> TransferRecord:
 def load_account_states(conn: Connection, ids: Sequence[int]) -> dict[int, AccountState]:
     a = t.accounts
     rows = conn.execute(
-        sa.select(a.c.id, a.c.ledger_id, a.c.status, a.c.balance, a.c.min_balance, a.c.max_balance)
+        sa.select(a.c.id, a.c.ledger_id, a.c.status, a.c.balance, a.c.min_balance, a.c.max_balance, a.c.kind)
         .where(a.c.id.in_(sorted(set(ids))))
     )
     return {
-        r.id: AccountState(r.id, r.ledger_id, AccountStatus(r.status), r.balance, r.min_balance, r.max_balance)
+        r.id: AccountState(
+            r.id, r.ledger_id, AccountStatus(r.status), r.balance, r.min_balance, r.max_balance, AccountKind(r.kind)
+        )
         for r in rows
     }
 
@@ -272,6 +276,7 @@ def create_transfer(
     problems += validate_text(request.memo, request.category)
     _raise_if(problems)
     assert payer is not None and payee is not None
+    _raise_if(member_movement_problems(payer, payee))
     if status is TransferStatus.POSTED:
         # Cheap early answer; the conditional UPDATE stays the authority under concurrency.
         _raise_if(limit_problems(payer, payee, movement.amount))
@@ -386,6 +391,13 @@ def reverse_transfer(
         raise DomainError("not_reversible", f"only posted transfers can be reversed (this one is {original.status})")
     if original.reverses_id is not None:
         raise DomainError("not_reversible", "a reversal cannot itself be reversed")
+    states = load_account_states(conn, [original.payer_id, original.payee_id])
+    if any(s.kind is AccountKind.FEDERATION for s in states.values()):
+        raise DomainError(
+            "not_reversible",
+            "this transfer is one leg of a cross-co-op payment or a clearing; "
+            "correct it with a new cross-co-op payment the other way",
+        )
     tr = t.transfers
     existing = conn.execute(sa.select(tr.c.id).where(tr.c.reverses_id == original.id)).first()
     if existing is not None:

@@ -235,3 +235,31 @@ def test_refused_atomically_at_each_legs_limit(api: Api, engine: Engine, db_url:
     hill_back = {"member": hill.email, "account": hill.account}
     _refused(api, engine, hill_back, {"account": river.account}, "1.00", "account_frozen")
     assert xj["account"] != yj["account"]
+
+
+def test_the_mirror_account_moves_only_with_its_three_legs(
+    api: Api, engine: Engine, pair: tuple
+) -> None:
+    """A treasurer can neither pay into or out of the federation mirror account directly nor
+    reverse one leg of a cross-co-op payment: either would break the mirror."""
+    _, x, y = pair
+    paid = api.pay(x["member"], x["account"], y["account"], "2.00")
+    assert paid.status_code == 201, paid.text
+    treasurer = y["treasurer"]
+    before_balances, before_counts = balances(engine), counts(engine)
+    direct = api.pay(treasurer, y["mirror"], y["account"], "1.00")
+    assert direct.status_code == 422, direct.text
+    assert direct.json()["code"] == "federation_account"
+    legs = api.get(f"/cross-coop-payments/{paid.json()['transaction_id']}", treasurer).json()["legs"]
+    reverse = api.post(f"/transfers/{legs[2]['transfer']}/reverse", treasurer, {}, key="rev-leg")
+    assert reverse.status_code == 409, reverse.text
+    assert reverse.json()["code"] == "not_reversible"
+    batch = api.post(
+        "/coops/hillside/transfers/batch",
+        treasurer,
+        {"transfers": [{"id": "m1", "payer": y["mirror"], "payee": y["account"], "amount": "1.00"}]},
+    )
+    assert batch.status_code == 200, batch.text
+    assert batch.json()["items"][0]["code"] == "federation_account"
+    assert balances(engine) == before_balances
+    assert counts(engine) == before_counts
