@@ -348,7 +348,7 @@ def update_coop(
     coop = get_coop(conn, slug)
     if not (actor.is_treasurer_of_coop(coop.id) or actor.is_admin):
         raise _coop_forbidden(actor, coop)
-    merged = {
+    merged: dict[str, object] = {
         "default_min_balance": coop.default_min_balance,
         "default_max_balance": coop.default_max_balance,
         "claim_expiry_days": coop.claim_expiry_days,

@@ -29,12 +29,12 @@ def account(v: AccountView) -> s.AccountOut:
     return s.AccountOut(
         id=str(v.id),
         coop=v.coop,
-        kind=v.kind,  # type: ignore[arg-type]
+        kind=v.kind,
         holder=v.holder,
         balance=format_amount(v.balance, scale=v.scale),
         min_balance=format_optional(v.min_balance, scale=v.scale),
         max_balance=format_optional(v.max_balance, scale=v.scale),
-        status=v.status,  # type: ignore[arg-type]
+        status=v.status,
         total_given=format_amount(v.credits, scale=v.scale),
         total_received=format_amount(v.debits, scale=v.scale),
         unit=s.UnitOut(code=v.unit_code, scale=v.scale),
@@ -42,13 +42,13 @@ def account(v: AccountView) -> s.AccountOut:
 
 
 def directory_entry(v: AccountView) -> s.DirectoryEntry:
-    return s.DirectoryEntry(id=str(v.id), holder=v.holder, kind=v.kind, status=v.status)  # type: ignore[arg-type]
+    return s.DirectoryEntry(id=str(v.id), holder=v.holder, kind=v.kind, status=v.status)
 
 
 def transfer(r: TransferRecord, *, unit_code: str, scale: int) -> s.TransferOut:
     return s.TransferOut(
         id=str(r.id),
-        status=r.status,  # type: ignore[arg-type]
+        status=r.status,
         payer=str(r.payer_id),
         payee=str(r.payee_id),
         amount=format_amount(r.amount, scale=scale),

@@ -106,5 +106,5 @@ def me(actor: Actor, runtime: Runtime) -> s.MeOut:
         email=str(profile["email"]),
         name=str(profile["name"]),
         is_admin=bool(profile["is_admin"]),
-        memberships=[s.MembershipOut(coop=r.slug, role=r.role.value, account_id=str(r.account_id)) for r in actor.roles],  # type: ignore[arg-type]
+        memberships=[s.MembershipOut(coop=r.slug, role=r.role.value, account_id=str(r.account_id)) for r in actor.roles],
     )

@@ -87,7 +87,7 @@ class CoopController(Controller):
                 conn, actor=actor, slug=slug, email=data.email, name=data.name, role=Role(data.role), password=data.password, now=now
             )
         )
-        return s.MemberOut(user_id=str(user_id), account_id=str(account_id), role=role.value)  # type: ignore[arg-type]
+        return s.MemberOut(user_id=str(user_id), account_id=str(account_id), role=role.value)
 
     @get("/{slug:str}/accounts", sync_to_thread=True)
     def accounts(

@@ -593,7 +593,7 @@ def read_cross_coop_payment(
     )
 
 
-FEDERATION_HANDLERS = [
+FEDERATION_HANDLERS: list[Any] = [
     FederationController,
     ClearingRunController,
     ObligationController,

@@ -200,7 +200,7 @@ def post_transfer_batch(slug: str, data: s.BatchIn, actor: Actor, runtime: Runti
         items = [
             s.BatchOutcome(
                 id=r.key,
-                outcome=r.outcome,  # type: ignore[arg-type]
+                outcome=r.outcome,
                 transfer=None if r.body is None else s.TransferOut.model_validate(r.body),
                 code=None if r.problem is None else r.problem.code,
                 detail=None if r.problem is None else r.problem.detail,
