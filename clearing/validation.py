@@ -97,19 +97,22 @@ def _obviously_valid(columns: Columns) -> bool:
         columns.creditors,
         columns.amounts,
     )
-    if not set(map(type, ids)).union(map(type, debtors), map(type, creditors)) <= {str}:
+    try:
+        unique_ids = set(ids)
+        names = set(debtors).union(creditors)
+        due_dates = set(columns.due_on)
+    except TypeError:  # something unhashable: certainly not a string
         return False
-    unique_ids = set(ids)
-    due_dates = set(columns.due_on)
     due_dates.discard(None)
     return (
-        set(map(type, amounts)) <= {int}
+        set(map(type, unique_ids)).union(map(type, names)) <= {str}
+        and set(map(type, amounts)) <= {int}
         and (not amounts or min(amounts) > 0)
         and sum(amounts) <= MAX_TOTAL
         and len(unique_ids) == len(ids)
         and "" not in unique_ids
         # str.strip returns "" (falsy) for empty and blank names
-        and all(map(str.strip, set(debtors).union(creditors)))
+        and all(map(str.strip, names))
         and not any(map(eq, debtors, creditors))
         and all(map(_is_due_date, due_dates))
     )

@@ -38,6 +38,7 @@ def test_valid_input_has_no_errors() -> None:
         (Obligation("1", "", "B", 5), "empty_name"),
         (Obligation("1", "A", "  ", 5), "empty_name"),
         (Obligation("", "A", "B", 5), "empty_id"),
+        (Obligation(["1"], "A", "B", 5), "empty_id"),  # type: ignore[arg-type]
         (Obligation("1", "A", "B", 5, "31/01/2026"), "bad_due_on"),
         (Obligation("1", "A", "B", 5, "2026-13-01"), "bad_due_on"),
     ],
