@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -87,6 +88,14 @@ class Coop:
         with self.engine.connect() as conn:
             rows = dict(conn.execute(sa.select(t.accounts.c.id, t.accounts.c.balance)).all())
         return {name: rows[acc] for name, acc in self.accounts.items()}
+
+
+@contextmanager
+def engine_rows(coop: Coop) -> Iterator[dict[str, Any]]:
+    """The account rows of the co-op's people, by name."""
+    with coop.engine.connect() as conn:
+        rows = {r.id: r for r in conn.execute(sa.select(t.accounts))}
+        yield {name: rows[acc] for name, acc in coop.accounts.items()}
 
 
 @pytest.fixture
@@ -179,3 +188,38 @@ def test_a_refused_row_that_changed_back_is_not_a_conflict(coop: Coop, db_url: s
         event.remove(coop.engine, "after_cursor_execute", interfere)
         other.dispose()
     assert fired, "the interfering payment did not run"
+
+
+def test_new_limits_the_balance_breaks_are_refused(coop: Coop) -> None:
+    coop.pay("ana", "ana", "ben", 300)  # ana -3.00, ben +3.00
+    for name, lo, hi in (("ana", -200, 1000), ("ben", -1000, 200)):
+        with pytest.raises(DomainError) as refused:
+            coop.limits(name, lo, hi)
+        assert refused.value.code == "limit_violated_by_balance"
+    coop.limits("ana", -300, 0)  # exactly at the balance is allowed
+    with engine_rows(coop) as rows:
+        assert (rows["ana"].min_balance, rows["ana"].max_balance) == (-300, 0)
+        assert (rows["ben"].min_balance, rows["ben"].max_balance) == (-1000, 1000)
+
+
+def test_only_an_empty_account_can_be_closed(coop: Coop) -> None:
+    coop.pay("ana", "ana", "ben", 100)
+
+    def close(name: str) -> Any:
+        return coop.run(
+            lambda conn: queries.update_account(
+                conn,
+                actor=coop.people["tess"],
+                account_id=coop.accounts[name],
+                changes={"status": "closed"},
+            )
+        )
+
+    with pytest.raises(DomainError) as refused:
+        close("ana")
+    assert refused.value.code == "account_not_empty"
+    coop.pay("ben", "ben", "ana", 100)
+    assert close("ana").status == "closed"
+    with pytest.raises(DomainError) as refused:
+        coop.pay("ben", "ben", "ana", 100)
+    assert refused.value.code == "account_closed"
