@@ -37,6 +37,7 @@ FRACTION_PLACES = 4  # setoff_fraction is a string rounded half-even to this man
 MAX_REPORTED_ERRORS = 20
 _NEEDS_QUOTES = re.compile(r'[,"\r\n]')  # what csv.writer (QUOTE_MINIMAL) would quote
 PROGRESS_EVERY = 65536  # rows between progress reports: keeps the callback off the hot path
+BATCH_ROWS = 65536
 
 ProgressCallback = Callable[[int], None]
 
@@ -92,13 +93,19 @@ def read_obligations(
     check_scale(scale)
     with _open_text(path, on_progress) as stream:
         reader = csv.reader(stream)
-        header = next(reader, None)
-        layout = _layout(path, header)
-        rows = [row for row in reader if row]  # blank lines carry nothing
-    obligations = _fast_obligations(rows, layout, scale)
-    if obligations is not None:
-        return obligations
-    del rows
+        layout = _layout(path, next(reader, None))
+        obligations: list[Obligation] = []
+        # In batches: only one batch of raw rows is alive at a time, which keeps the peak
+        # memory down and the rows warm in cache while their columns are taken.
+        for rows in iter(lambda: list(islice(reader, BATCH_ROWS)), []):
+            blank_free = [row for row in rows if row]  # blank lines carry nothing
+            batch = _fast_obligations(blank_free, layout, scale, numbered=len(obligations))
+            if batch is None:
+                break
+            obligations += batch
+        else:
+            return obligations
+    del obligations
     obligations, errors = _slow_obligations(path, layout, scale)
     if errors:
         raise ObligationFileError(path, errors)
@@ -232,10 +239,11 @@ def _amount_pattern(scale: int, *, exact: bool) -> re.Pattern[str]:
 
 
 def _fast_obligations(
-    rows: list[list[str]], layout: _Layout, scale: int
+    rows: list[list[str]], layout: _Layout, scale: int, *, numbered: int
 ) -> list[Obligation] | None:
     """Column-wise parse at C speed; None when any row might be wrong (then the row-by-row
-    pass names the lines). Accepts exactly what `_parse_amount` accepts."""
+    pass names the lines). Accepts exactly what `_parse_amount` accepts. `numbered`: data
+    rows before these (their ids start after it when the file has no id column)."""
     if not rows:
         return []
     if set(map(len, rows)) != {layout.width}:
@@ -257,7 +265,7 @@ def _fast_obligations(
     ids = (
         list(map(itemgetter(layout.id), rows))
         if layout.id is not None
-        else list(map(str, range(1, len(rows) + 1)))
+        else list(map(str, range(numbered + 1, numbered + len(rows) + 1)))
     )
     # Not interned: one string per participant would save memory after reading, but the
     # peak is reached while the rows are held anyway, and interning costs more time than
