@@ -15,18 +15,29 @@ from clearing.model import Obligation
 
 @dataclass(frozen=True, slots=True)
 class Columns:
+    """`participants`: every debtor and creditor once; None when some name is unhashable
+    (then validation reports it and nothing else looks at the names)."""
+
     ids: list[str]
     debtors: list[str]
     creditors: list[str]
     amounts: list[int]
     due_on: list[str | None]
+    participants: set[str] | None
 
     @classmethod
     def of(cls, obligations: Sequence[Obligation]) -> Columns:
+        debtors = list(map(attrgetter("debtor"), obligations))
+        creditors = list(map(attrgetter("creditor"), obligations))
+        try:
+            participants: set[str] | None = set(debtors).union(creditors)
+        except TypeError:
+            participants = None
         return cls(
             ids=list(map(attrgetter("id"), obligations)),
-            debtors=list(map(attrgetter("debtor"), obligations)),
-            creditors=list(map(attrgetter("creditor"), obligations)),
+            debtors=debtors,
+            creditors=creditors,
             amounts=list(map(attrgetter("amount"), obligations)),
             due_on=list(map(attrgetter("due_on"), obligations)),
+            participants=participants,
         )

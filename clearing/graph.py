@@ -47,7 +47,8 @@ def aggregate(columns: Columns) -> PairGraph:
     # (tail * n + head), not tuples: ints are not tracked by the cyclic garbage collector,
     # which would otherwise rescan every live object while a million keys are created.
     debtors, creditors = columns.debtors, columns.creditors
-    names = tuple(sorted(set(debtors).union(creditors)))
+    assert columns.participants is not None, "validated: every name is a string"
+    names = tuple(sorted(columns.participants))
     n = len(names)
     as_tail = {name: i * n for i, name in enumerate(names)}
     as_head = {name: i for i, name in enumerate(names)}
