@@ -3,6 +3,7 @@ a member who is offline, reverse a transfer with a reason."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
@@ -58,18 +59,23 @@ class TreasurerController(Controller):
         order: str = "asc",
     ) -> Response[Any]:
         role = require_treasurer(request, actor)
-        sort = sort if sort in MEMBER_SORTS else "name"
+        sort = sort if sort in MEMBER_SORTS or sort == "activity" else "name"
         descending = order == "desc"
 
-        def fn(conn: Connection) -> tuple[accounts.CoopRecord, list[Any], int]:
+        def fn(
+            conn: Connection,
+        ) -> tuple[accounts.CoopRecord, list[Any], int, dict[int, Any]]:
             views = all_accounts(conn, role.ledger_id)
-            return (
-                _coop(conn, role),
-                members_table(views, query=q[:100], sort=sort, descending=descending),
-                len(views),
+            activity = queries.last_activity(conn, role.ledger_id)
+            rows = members_table(
+                views, query=q[:100], sort="name" if sort == "activity" else sort, descending=descending
             )
+            if sort == "activity":
+                # Never active sorts as the oldest.
+                rows.sort(key=lambda v: activity.get(v.id) or datetime.min.replace(tzinfo=UTC), reverse=descending)
+            return _coop(conn, role), rows, len(views), activity
 
-        coop, rows, total = runtime.read(fn)
+        coop, rows, total, activity = runtime.read(fn)
         return render(
             "treasurer_members.html",
             **layout(
@@ -77,6 +83,7 @@ class TreasurerController(Controller):
                 actor,
                 coop=coop,
                 rows=rows,
+                activity=activity,
                 total=total,
                 q=q[:100],
                 sort=sort,

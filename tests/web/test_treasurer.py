@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tests.web.conftest import balance, shoot, sign_in
+from tests.web.conftest import LAPTOP, PHONE, balance, shoot, sign_in
 
 TREASURER = "treasurer@riverside.example"
 
@@ -28,6 +28,14 @@ def test_treasurer_adds_a_member_records_and_reverses_an_exchange(new_page: Any)
         for t in page.locator("table.members tbody tr td:nth-child(2)").all_inner_texts()
     ]
     assert shown == sorted(shown, reverse=True)
+    # Last activity (a laptop-width column), most recent first; members who never moved last.
+    page.set_viewport_size(LAPTOP)
+    page.get_by_role("link", name="Last activity").click()
+    dates = page.locator("table.members tbody tr td:nth-child(8)").all_inner_texts()
+    moved = [d for d in dates if d != "never"]
+    assert moved and moved == sorted(moved, reverse=True)
+    assert dates == moved + ["never"] * (len(dates) - len(moved))
+    page.set_viewport_size(PHONE)
     page.get_by_label("Search by name or account number").fill("okafor")
     page.get_by_role("button", name="Search").click()
     assert page.locator("table.members tbody tr").count() == 1
