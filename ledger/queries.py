@@ -218,6 +218,18 @@ def list_transfers(
     return _page(rows, limit, key=lambda v: v.id)
 
 
+def last_activity(conn: Connection, ledger_id: int) -> dict[int, datetime]:
+    """When each account of a ledger last moved (accounts that never moved are absent)."""
+    p, a = t.postings, t.accounts
+    rows = conn.execute(
+        sa.select(p.c.account_id, sa.func.max(p.c.posted_at))
+        .join(a, a.c.id == p.c.account_id)
+        .where(a.c.ledger_id == ledger_id)
+        .group_by(p.c.account_id)
+    )
+    return {int(account_id): utc(moment) for account_id, moment in rows}  # type: ignore[misc]
+
+
 def ledger_unit(conn: Connection, ledger_id: int) -> tuple[str, int]:
     row = conn.execute(sa.select(t.ledgers.c.unit_code, t.ledgers.c.scale).where(t.ledgers.c.id == ledger_id)).one()
     return str(row.unit_code), int(row.scale)
