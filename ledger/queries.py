@@ -235,16 +235,18 @@ def ledger_unit(conn: Connection, ledger_id: int) -> tuple[str, int]:
     return str(row.unit_code), int(row.scale)
 
 
+_ACCOUNT_UNITS = (
+    sa.select(t.accounts.c.id, t.accounts.c.ledger_id, t.ledgers.c.unit_code, t.ledgers.c.scale)
+    .join(t.ledgers, t.ledgers.c.id == t.accounts.c.ledger_id)
+    .where(t.accounts.c.id.in_(sa.bindparam("unit_accounts", expanding=True)))
+)
+
+
 def account_units(conn: Connection, *account_ids: int) -> dict[int, tuple[int, str, int]]:
     """account id -> (ledger id, unit code, scale), for those of these accounts that exist."""
-    a, lg = t.accounts, t.ledgers
     return {
         r.id: (int(r.ledger_id), str(r.unit_code), int(r.scale))
-        for r in conn.execute(
-            sa.select(a.c.id, a.c.ledger_id, lg.c.unit_code, lg.c.scale)
-            .join(lg, lg.c.id == a.c.ledger_id)
-            .where(a.c.id.in_(account_ids))
-        )
+        for r in conn.execute(_ACCOUNT_UNITS, {"unit_accounts": list(account_ids)})
     }
 
 

@@ -104,12 +104,17 @@ def _record(row: Any) -> TransferRecord:
     )
 
 
+_a = t.accounts
+_LOAD_STATES = sa.select(
+    _a.c.id, _a.c.ledger_id, _a.c.status, _a.c.balance, _a.c.min_balance, _a.c.max_balance, _a.c.kind
+).where(_a.c.id.in_(sa.bindparam("state_ids", expanding=True)))
+_LEDGER_POLICY = sa.select(t.coops.c.max_transfer_amount, t.coops.c.claim_expiry_days).where(
+    t.coops.c.ledger_id == sa.bindparam("policy_ledger", type_=sa.BigInteger)
+)
+
+
 def load_account_states(conn: Connection, ids: Sequence[int]) -> dict[int, AccountState]:
-    a = t.accounts
-    rows = conn.execute(
-        sa.select(a.c.id, a.c.ledger_id, a.c.status, a.c.balance, a.c.min_balance, a.c.max_balance, a.c.kind)
-        .where(a.c.id.in_(sorted(set(ids))))
-    )
+    rows = conn.execute(_LOAD_STATES, {"state_ids": sorted(set(ids))})  # built once, see _DEBIT
     return {
         r.id: AccountState(
             r.id, r.ledger_id, AccountStatus(r.status), r.balance, r.min_balance, r.max_balance, AccountKind(r.kind)
@@ -119,10 +124,7 @@ def load_account_states(conn: Connection, ids: Sequence[int]) -> dict[int, Accou
 
 
 def ledger_policy(conn: Connection, ledger_id: int) -> LedgerPolicy:
-    c = t.coops
-    row = conn.execute(
-        sa.select(c.c.max_transfer_amount, c.c.claim_expiry_days).where(c.c.ledger_id == ledger_id)
-    ).first()
+    row = conn.execute(_LEDGER_POLICY, {"policy_ledger": ledger_id}).first()
     if row is None:
         # A federation ledger: its transfers are made by the clearing service, not by members.
         return LedgerPolicy(ledger_id, ABSOLUTE_MAX_AMOUNT, 30)
