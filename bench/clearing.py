@@ -227,9 +227,7 @@ def against_networkx(path: Path, repeat: int) -> dict[str, Any]:
     engine = Timing(min(t.wall for _, t in runs), min(t.cpu for _, t in runs))
     with_cycles, cycles_time = timed(lambda: clear(items))
     graph = aggregate(Columns.of(items))
-    _, engine_solve = timed(
-        lambda: max_setoff(len(graph.names), graph.tails, graph.heads, graph.amounts)
-    )
+    _, engine_solve = timed(lambda: max_setoff(len(graph.names), graph.tails, graph.heads, graph.amounts))
     (nx_setoff, nx_solve), networkx = timed(lambda: networkx_setoff(items))
     if nx_setoff != result.total_setoff or with_cycles.total_setoff != result.total_setoff:
         raise SystemExit(f"engine set off {result.total_setoff}, networkx {nx_setoff}")
@@ -304,9 +302,7 @@ def verdict(met: bool, smoke: bool) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.clearing", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m bench.clearing", description=__doc__.split("\n")[0])
     parser.add_argument("--obligations", type=int, default=1_000_000)
     parser.add_argument("--participants", type=int, default=100_000)
     parser.add_argument("--nx-obligations", type=int, default=100_000)

@@ -64,7 +64,7 @@ def clear_command(
             stages.start("writing", total=len(result.obligations))
             _write(
                 errors,
-                lambda: write_result_csv(output, result, scale=scale, on_progress=stages.update),
+                lambda: write_result_csv(output, result, scale=scale, on_progress=stages.reporter),
             )
         figures = summary_figures(result, scale=scale, seconds=time.perf_counter() - started)
     if summary is not None:
@@ -101,7 +101,7 @@ def _check_arguments(
 def _clear_file(errors: Console, stages: _Stages, source: Path, scale: int) -> ClearingResult:
     stages.start("reading", total=source.stat().st_size)
     try:
-        items = read_obligations(source, scale=scale, on_progress=stages.update)
+        items = read_obligations(source, scale=scale, on_progress=stages.reporter)
     except ObligationFileError as exc:
         _fail(errors, exc.describe(), EXIT_BAD_INPUT)
     except UnicodeDecodeError as exc:
@@ -188,7 +188,13 @@ class _Stages:
             self._progress.stop_task(self._task)
         self._task = self._progress.add_task(description, total=total)
 
-    def update(self, completed: int) -> None:
+    @property
+    def reporter(self) -> Callable[[int], None] | None:
+        """What to call with the work done so far; None when nothing is shown, so the
+        readers and writers skip their progress bookkeeping altogether."""
+        return None if self._progress is None else self._update
+
+    def _update(self, completed: int) -> None:
         if self._progress is not None and self._task is not None:
             self._progress.update(self._task, completed=completed)
 

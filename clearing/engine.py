@@ -98,11 +98,7 @@ def clear(
         credit = (0,) * len(items)
     pair_credit = [d - s for d, s in zip(discharged, pair_setoff, strict=True)]
     participants = _participant_reports(graph, pair_setoff, pair_credit)
-    cycles = (
-        decompose_cycles(graph.names, graph.tails, graph.heads, pair_setoff)
-        if report_cycles
-        else None
-    )
+    cycles = decompose_cycles(graph.names, graph.tails, graph.heads, pair_setoff) if report_cycles else None
     return ClearingResult(
         obligations=items,
         setoffs=tuple(setoffs),

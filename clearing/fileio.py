@@ -210,9 +210,7 @@ def _layout(path: Path, header: list[str] | None) -> _Layout:
     if header is None:
         raise ObligationFileError(path, [LineError(1, "the file is empty; expected a header")])
     names = [name.strip().lower() for name in header]
-    problems = [
-        f"unknown column {n!r}" for n in names if n not in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
-    ]
+    problems = [f"unknown column {n!r}" for n in names if n not in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)]
     problems += [f"column {n!r} appears twice" for n in sorted(set(names)) if names.count(n) > 1]
     problems += [f"missing column {n!r}" for n in REQUIRED_COLUMNS if n not in names]
     if problems:
@@ -251,9 +249,7 @@ def _fast_obligations(
     texts = list(map(itemgetter(layout.amount), rows))
     joined = "\n".join(texts)
     # A quoted field may itself hold a newline; then the joined text has extra lines.
-    if joined.count("\n") != len(texts) - 1 or not _amount_pattern(scale, exact=False).fullmatch(
-        joined
-    ):
+    if joined.count("\n") != len(texts) - 1 or not _amount_pattern(scale, exact=False).fullmatch(joined):
         return None
     if scale and _amount_pattern(scale, exact=True).fullmatch(joined):
         amounts = list(map(int, map(methodcaller("replace", ".", ""), texts)))
@@ -293,9 +289,7 @@ def _parse_amount(text: str, scale: int) -> int:
     return value
 
 
-def _slow_obligations(
-    path: Path, layout: _Layout, scale: int
-) -> tuple[list[Obligation], list[LineError]]:
+def _slow_obligations(path: Path, layout: _Layout, scale: int) -> tuple[list[Obligation], list[LineError]]:
     """The row-by-row pass: each data line parsed on its own, errors with its line number."""
     obligations: list[Obligation] = []
     errors: list[LineError] = []

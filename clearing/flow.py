@@ -35,22 +35,15 @@ def max_setoff(
     between strongly connected components never lie on a cycle and keep their amount.
     """
     components = strongly_connected_components(num_nodes, tails, heads)
-    inside = [
-        ok and amount > 0
-        for ok, amount in zip(components.joins(tails, heads), amounts, strict=True)
-    ]
+    inside = [ok and amount > 0 for ok, amount in zip(components.joins(tails, heads), amounts, strict=True)]
     number = components.preorder.__getitem__
     k_tails = list(map(number, compress(tails, inside)))
     k_heads = list(map(number, compress(heads, inside)))
     k_amounts = list(compress(amounts, inside))
     supplies = _supplies(num_nodes, k_tails, k_heads, k_amounts)
-    remainders = _min_cost_flow(
-        num_nodes, k_tails, k_heads, k_amounts, [1] * len(k_amounts), supplies
-    )
+    remainders = _min_cost_flow(num_nodes, k_tails, k_heads, k_amounts, [1] * len(k_amounts), supplies)
     setoffs = [0] * len(amounts)
-    for k, setoff in zip(
-        compress(range(len(amounts)), inside), map(sub, k_amounts, remainders), strict=True
-    ):
+    for k, setoff in zip(compress(range(len(amounts)), inside), map(sub, k_amounts, remainders), strict=True):
         setoffs[k] = setoff
     return setoffs, len(k_amounts), components.with_cycles()
 

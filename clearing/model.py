@@ -20,9 +20,7 @@ class Obligation:
     amount: int
     due_on: str | None = None
 
-    def __init__(
-        self, id: str, debtor: str, creditor: str, amount: int, due_on: str | None = None
-    ) -> None:
+    def __init__(self, id: str, debtor: str, creditor: str, amount: int, due_on: str | None = None) -> None:
         # The generated __init__ of a frozen dataclass sets each field through
         # object.__setattr__, which doubles the cost of reading a million obligations; the
         # slot descriptors set the same fields directly. Assignment afterwards still raises.

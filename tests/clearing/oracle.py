@@ -54,6 +54,4 @@ def optimum_discharge(obligations: Iterable[Obligation], credit: Mapping[str, Cr
 
 def components(obligations: Iterable[Obligation]) -> dict[str, int]:
     graph = nx.DiGraph((o.debtor, o.creditor) for o in obligations)
-    return {
-        name: i for i, part in enumerate(nx.strongly_connected_components(graph)) for name in part
-    }
+    return {name: i for i, part in enumerate(nx.strongly_connected_components(graph)) for name in part}

@@ -18,9 +18,7 @@ def obligation_lists(draw: st.DrawFn, max_size: int = 24) -> list[Obligation]:
     names = st.sampled_from(NAMES[:participants])
     edges = draw(
         st.lists(
-            st.tuples(names, names, amounts, st.sampled_from(DUE_DATES)).filter(
-                lambda e: e[0] != e[1]
-            ),
+            st.tuples(names, names, amounts, st.sampled_from(DUE_DATES)).filter(lambda e: e[0] != e[1]),
             max_size=max_size,
         )
     )

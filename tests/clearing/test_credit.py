@@ -75,9 +75,7 @@ def test_credit_can_discharge_more_than_the_best_set_off() -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(obligation_lists(), credit_lines())
-def test_credit_settlement_invariants(
-    items: list[Obligation], credit: dict[str, CreditLine]
-) -> None:
+def test_credit_settlement_invariants(items: list[Obligation], credit: dict[str, CreditLine]) -> None:
     result = clear(items, policy=with_credit(credit))
     check_bounds(items, result)
     check_headroom_and_balance(credit, result)

@@ -152,9 +152,7 @@ def test_due_on_orders_the_allocation_and_reference_is_ignored(tmp_path: Path) -
         (3, ("7.5", "3.125"), ("7.500", "3.125", "3.125", "3.125")),
     ],
 )
-def test_scale(
-    tmp_path: Path, scale: int, amounts: tuple[str, str], expected: tuple[str, ...]
-) -> None:
+def test_scale(tmp_path: Path, scale: int, amounts: tuple[str, str], expected: tuple[str, ...]) -> None:
     source = write(
         tmp_path / "in.csv", f"id,debtor,creditor,amount\n1,A,B,{amounts[0]}\n2,B,A,{amounts[1]}\n"
     )
@@ -192,9 +190,7 @@ BAD_AMOUNTS = [
 
 @pytest.mark.parametrize("amount", BAD_AMOUNTS)
 def test_bad_amounts_name_the_line_and_write_nothing(tmp_path: Path, amount: str) -> None:
-    source = write(
-        tmp_path / "in.csv", f'id,debtor,creditor,amount\n1,A,B,1.00\n2,B,A,"{amount}"\n'
-    )
+    source = write(tmp_path / "in.csv", f'id,debtor,creditor,amount\n1,A,B,1.00\n2,B,A,"{amount}"\n')
     output = write(tmp_path / "out.csv", "previous result\n")
     result = run(source, "-o", output, "--summary", tmp_path / "s.json")
     assert result.exit_code == 2
@@ -215,9 +211,7 @@ def test_bad_amounts_name_the_line_and_write_nothing(tmp_path: Path, amount: str
         ("1,A,B,1,\n", 2, "found 5"),
     ],
 )
-def test_bad_rows_name_their_physical_line(
-    tmp_path: Path, body: str, line: int, words: str
-) -> None:
+def test_bad_rows_name_their_physical_line(tmp_path: Path, body: str, line: int, words: str) -> None:
     source = write(tmp_path / "in.csv", "id,debtor,creditor,amount\n" + body)
     result = run(source, "-o", tmp_path / "out.csv")
     assert result.exit_code == 2
@@ -251,9 +245,7 @@ def test_bad_header_is_line_one(tmp_path: Path, header: str, words: str) -> None
 
 def test_empty_file_and_header_only(tmp_path: Path) -> None:
     assert run(write(tmp_path / "empty.csv", "")).exit_code == 2
-    result = run(
-        write(tmp_path / "in.csv", "id,debtor,creditor,amount\n"), "-o", tmp_path / "out.csv"
-    )
+    result = run(write(tmp_path / "in.csv", "id,debtor,creditor,amount\n"), "-o", tmp_path / "out.csv")
     assert result.exit_code == 0
     assert json.loads(result.stdout)["setoff_fraction"] == "0.0000"
     assert (tmp_path / "out.csv").read_text() == "id,debtor,creditor,amount,setoff,remainder\n"
@@ -292,17 +284,13 @@ def test_python_dash_m_clearing(tmp_path: Path) -> None:
     assert json.loads(done.stdout)["setoff"] == "13.50"
 
 
-@settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text(alphabet="0123456789.-+eE ,_\n", max_size=8) | st.sampled_from(BAD_AMOUNTS))
 def test_fast_and_row_by_row_reading_accept_the_same_amounts(tmp_path: Path, amount: str) -> None:
     """The column-wise reader never accepts what the row-by-row checks would refuse."""
     source = tmp_path / "in.csv"
     with source.open("w", newline="", encoding="utf-8") as stream:
-        csv.writer(stream).writerows(
-            [["debtor", "creditor", "amount"], ["A", "B", "1"], ["B", "A", amount]]
-        )
+        csv.writer(stream).writerows([["debtor", "creditor", "amount"], ["A", "B", "1"], ["B", "A", amount]])
     try:
         expected: int | None = _parse_amount(amount, 2)
     except AmountError:
