@@ -21,9 +21,7 @@ from pathlib import Path
 import psycopg
 
 REPO = Path(__file__).resolve().parent.parent
-PG_ADMIN_URL = os.environ.get(
-    "COMMONS_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+PG_ADMIN_URL = os.environ.get("COMMONS_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 BENCH_SECRET = "bench-secret-" + secrets.token_urlsafe(40)
 
 
@@ -80,9 +78,7 @@ class Figure:
         ]
 
 
-def table(
-    title: str, figures: Sequence[tuple[Figure, Figure | None]], *, rate_label: str = "per s"
-) -> str:
+def table(title: str, figures: Sequence[tuple[Figure, Figure | None]], *, rate_label: str = "per s") -> str:
     header = ["path", rate_label, "p50 ms", "p99 ms", "x base", "rounds", "note"]
     rows = [header] + [f.row(base) for f, base in figures]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]

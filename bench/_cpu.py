@@ -63,9 +63,7 @@ class CpuMeter:
         }
 
     @staticmethod
-    def used(
-        before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]
-    ) -> dict[str, float]:
+    def used(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]) -> dict[str, float]:
         out = {}
         for part, now in after.items():
             then = before.get(part, {})

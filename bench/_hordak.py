@@ -83,9 +83,7 @@ def main() -> None:
                 for payer, payee, amount in plans[i]:  # noqa: B023
                     t0 = time.perf_counter()
                     with transaction.atomic():
-                        accounts[payer].transfer_to(
-                            accounts[payee], Money(Decimal(amount) / 100, "EUR")
-                        )
+                        accounts[payer].transfer_to(accounts[payee], Money(Decimal(amount) / 100, "EUR"))
                     out.append(time.perf_counter() - t0)
             except Exception as exc:  # reported to the parent, which stops the run
                 errors.append(f"{type(exc).__name__}: {exc}")  # noqa: B023

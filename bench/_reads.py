@@ -45,10 +45,7 @@ class _Writer:
             sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
             self.conn.executemany(
                 sql,
-                (
-                    tuple(_sqlite_when(v) if isinstance(v, datetime) else v for v in row)
-                    for row in rows
-                ),
+                (tuple(_sqlite_when(v) if isinstance(v, datetime) else v for v in row) for row in rows),
             )
             return
         assert isinstance(self.conn, psycopg.Connection)
@@ -254,9 +251,7 @@ def seed_wide_ledger(
 ) -> list[int]:
     """`accounts` accounts in one ledger, each paying the next once (two postings each)."""
     w = _Writer(conn)
-    ids = w.add_accounts(
-        ledger_id, accounts, prefix="member", min_balance=-(10**6), max_balance=10**6
-    )
+    ids = w.add_accounts(ledger_id, accounts, prefix="member", min_balance=-(10**6), max_balance=10**6)
 
     def moves() -> Iterator[tuple[int, int, int]]:
         for n, payer in enumerate(ids):

@@ -243,9 +243,7 @@ def sqlite_connect(path: str) -> sqlite3.Connection:
     return conn
 
 
-def raw_worker(
-    url: str, sqlite_path: str | None, coop: BenchCoop
-) -> Callable[[int], Callable[[Item], None]]:
+def raw_worker(url: str, sqlite_path: str | None, coop: BenchCoop) -> Callable[[int], Callable[[Item], None]]:
     # SQLite: the bench's threads queue on one lock before BEGIN IMMEDIATE, as ledger.db does;
     # left to SQLite's busy handler (naps of up to 100 ms) the ceiling would be needlessly low.
     writers = threading.Lock()
@@ -273,9 +271,7 @@ def raw_worker(
 
         def work_pg(item: Item) -> None:
             with pg.transaction():
-                raw_transfer(
-                    pg.cursor(), item, ledger_id=coop.ledger_id, user_id=user_id, sqlite=False
-                )
+                raw_transfer(pg.cursor(), item, ledger_id=coop.ledger_id, user_id=user_id, sqlite=False)
 
         return work_pg
 
@@ -352,9 +348,7 @@ def _transfer_json(tid: int, item: Item, ledger_id: int, when: datetime) -> str:
     )
 
 
-def raw_batch_pg(
-    conn: psycopg.Connection, items: Sequence[Item], *, coop: BenchCoop, prefix: str
-) -> None:
+def raw_batch_pg(conn: psycopg.Connection, items: Sequence[Item], *, coop: BenchCoop, prefix: str) -> None:
     """One transaction: lock the accounts in id order, check limits in memory, then COPY the
     transfers (ids reserved from their sequence), postings and idempotency keys, and update every
     touched account with one statement from arrays."""
@@ -382,9 +376,7 @@ def raw_batch_pg(
         for n, (item, tid) in enumerate(zip(items, tids, strict=True)):
             payer, payee, amount = item
             a, b = state[payer], state[payee]
-            if (a[4] is not None and a[0] - amount < a[4]) or (
-                b[5] is not None and b[0] + amount > b[5]
-            ):
+            if (a[4] is not None and a[0] - amount < a[4]) or (b[5] is not None and b[0] + amount > b[5]):
                 continue  # refused, like the service would
             a[0] -= amount
             a[1] += amount
@@ -425,8 +417,7 @@ def raw_batch_pg(
             for row in transfers:
                 cp.write_row(row)
         with cur.copy(
-            "COPY postings (account_id, version, transfer_id, amount, balance_after, posted_at) "
-            "FROM STDIN"
+            "COPY postings (account_id, version, transfer_id, amount, balance_after, posted_at) FROM STDIN"
         ) as cp:
             for row in postings:
                 cp.write_row(row)
@@ -479,9 +470,7 @@ def raw_batch_sqlite(
         for n, item in enumerate(items):
             payer, payee, amount = item
             a, b = state[payer], state[payee]
-            if (a[4] is not None and a[0] - amount < a[4]) or (
-                b[5] is not None and b[0] + amount > b[5]
-            ):
+            if (a[4] is not None and a[0] - amount < a[4]) or (b[5] is not None and b[0] + amount > b[5]):
                 continue
             tid = next_id
             next_id += 1

@@ -97,9 +97,7 @@ class EngineResult:
     writes: dict[str, Figure] = field(default_factory=dict)
     batch: dict[str, Figure] = field(default_factory=dict)
     reads: list[dict[str, Any]] = field(default_factory=list)
-    cpu: dict[str, dict[str, float]] = field(
-        default_factory=dict
-    )  # mode -> part -> CPU ms per transfer
+    cpu: dict[str, dict[str, float]] = field(default_factory=dict)  # mode -> part -> CPU ms per transfer
     notes: list[str] = field(default_factory=list)
 
 
@@ -137,9 +135,7 @@ class Peer:
         self.procs: list[subprocess.Popen[str]] = []
         for n in range(procs):
             args = [str(python), script, url, str(accounts)] + (["--setup"] if n == 0 else [])
-            proc = subprocess.Popen(
-                args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
-            )
+            proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
             self.procs.append(proc)
             line = proc.stdout.readline() if proc.stdout else ""
             if not line or not json.loads(line).get("ready"):
@@ -203,9 +199,7 @@ def bench_engine(engine_name: str, opts: Options, stack: ExitStack) -> EngineRes
     workers = opts.pg_workers if engine_name == "postgres" else opts.sqlite_workers
     OUT.mkdir(parents=True, exist_ok=True)
     base = stack.enter_context(
-        commons_server(
-            url, workers=workers, pool_size=opts.pool_size, log=OUT / f"server-{engine_name}.log"
-        )
+        commons_server(url, workers=workers, pool_size=opts.pool_size, log=OUT / f"server-{engine_name}.log")
     )
     server_pgid = _server_pgid(base)
     peer: Peer | None = None
@@ -218,13 +212,9 @@ def bench_engine(engine_name: str, opts: Options, stack: ExitStack) -> EngineRes
         log(f"[{engine_name}] starting django-hordak peer ({opts.peer_procs} processes)")
         peer = Peer(hurl, len(coop.members), opts.peer_procs)
         stack.callback(peer.close)
-    meter = CpuMeter(
-        PG_ADMIN_URL, databases, server_pgid, tuple(p.pid for p in peer.procs) if peer else ()
-    )
+    meter = CpuMeter(PG_ADMIN_URL, databases, server_pgid, tuple(p.pid for p in peer.procs) if peer else ())
     index = {m.account_id: n for n, m in enumerate(coop.members)}
-    tokens = [
-        coop.token(coop.members[i % len(coop.members)], BENCH_SECRET) for i in range(opts.clients)
-    ]
+    tokens = [coop.token(coop.members[i % len(coop.members)], BENCH_SECRET) for i in range(opts.clients)]
 
     raw_make = _writes.raw_worker(url, sqlite_path, coop)
     service_make = _writes.service_worker(engine, coop)
@@ -285,10 +275,7 @@ def bench_engine(engine_name: str, opts: Options, stack: ExitStack) -> EngineRes
             for part, v in used.items():
                 cpu_total[m][part] = cpu_total[m].get(part, 0.0) + v
             result.writes[m].add(len(latencies), seconds, latencies)
-            log(
-                f"[{engine_name}] round {r + 1}/{opts.rounds} {m:8s} "
-                f"{len(latencies) / seconds:9,.0f}/s"
-            )
+            log(f"[{engine_name}] round {r + 1}/{opts.rounds} {m:8s} {len(latencies) / seconds:9,.0f}/s")
     for m, parts in cpu_total.items():
         n = result.writes[m].count
         result.cpu[m] = {part: 1000 * v / n for part, v in parts.items() if v}
@@ -302,18 +289,12 @@ def bench_engine(engine_name: str, opts: Options, stack: ExitStack) -> EngineRes
     if peer is not None:
         result.writes[
             "peer"
-        ].note = (
-            f"django-hordak {opts.peer_procs} processes x {opts.clients // opts.peer_procs} threads"
-        )
+        ].note = f"django-hordak {opts.peer_procs} processes x {opts.clients // opts.peer_procs} threads"
 
     if opts.batch:
-        _bench_batch(
-            result, opts, coop=coop, base=base, url=url, sqlite_path=sqlite_path, engine=engine
-        )
+        _bench_batch(result, opts, coop=coop, base=base, url=url, sqlite_path=sqlite_path, engine=engine)
     if opts.reads:
-        _bench_reads(
-            result, opts, coop=coop, base=base, url=url, sqlite_path=sqlite_path, engine=engine
-        )
+        _bench_reads(result, opts, coop=coop, base=base, url=url, sqlite_path=sqlite_path, engine=engine)
     return result
 
 
@@ -426,8 +407,7 @@ def _csv_importer(
             f.write("date,from_email,to_email,hours,reason\n")
             for n, (p, q, a) in enumerate(x for c in chunks for x in c):
                 f.write(
-                    f"{datetime.now(UTC).date().isoformat()},{email[p]},{email[q]},"
-                    f"{a / 100:.2f},{tag} {n}\n"
+                    f"{datetime.now(UTC).date().isoformat()},{email[p]},{email[q]},{a / 100:.2f},{tag} {n}\n"
                 )
         t0 = time.perf_counter()
         report = csv_import.import_csv(
@@ -534,9 +514,7 @@ def _bench_reads(
     def walk_api() -> tuple[float, int]:
         cursor, pages, t0 = None, 0, time.perf_counter()
         while True:
-            path = f"/api/v1/coops/{wide.slug}/accounts?limit=200" + (
-                f"&cursor={cursor}" if cursor else ""
-            )
+            path = f"/api/v1/coops/{wide.slug}/accounts?limit=200" + (f"&cursor={cursor}" if cursor else "")
             _, body = _http.fetch(base, _http.request_bytes(base, "GET", path, token=tre_token))
             pages += 1
             cursor = json.loads(body)["next_cursor"]
@@ -556,9 +534,7 @@ def _bench_reads(
         (
             "statement first page (50)",
             f"{opts.postings:,} postings",
-            _http.request_bytes(
-                base, "GET", f"/api/v1/accounts/{aid}/postings?limit=50", token=holder_token
-            ),
+            _http.request_bytes(base, "GET", f"/api/v1/accounts/{aid}/postings?limit=50", token=holder_token),
             (_reads.STATEMENT_PAGE.format(order="ASC"), [aid]),
             reps,
         ),
@@ -577,9 +553,7 @@ def _bench_reads(
         (
             "balance at a moment",
             f"{opts.postings:,} postings",
-            _http.request_bytes(
-                base, "GET", f"/api/v1/accounts/{aid}/balance?at={at_q}", token=holder_token
-            ),
+            _http.request_bytes(base, "GET", f"/api/v1/accounts/{aid}/balance?at={at_q}", token=holder_token),
             (_reads.BALANCE_AT, [aid, at]),
             reps,
         ),
@@ -596,13 +570,7 @@ def _bench_reads(
     tb_probe = (
         _http.run(
             base,
-            [
-                [
-                    _http.request_bytes(
-                        base, "GET", f"/api/v1/coops/{wide.slug}/trial-balance", token=tre_token
-                    )
-                ]
-            ],
+            [[_http.request_bytes(base, "GET", f"/api/v1/coops/{wide.slug}/trial-balance", token=tre_token)]],
             expect=200,
         )
         if _has_trial_balance(base, wide.slug, tre_token)
@@ -613,9 +581,7 @@ def _bench_reads(
             (
                 "trial balance (whole co-op)",
                 f"{opts.accounts:,} accounts",
-                _http.request_bytes(
-                    base, "GET", f"/api/v1/coops/{wide.slug}/trial-balance", token=tre_token
-                ),
+                _http.request_bytes(base, "GET", f"/api/v1/coops/{wide.slug}/trial-balance", token=tre_token),
                 (_reads.TRIAL_BALANCE, [now, wide.ledger_id, wide.ledger_id, now]),
                 wide_reps,
             )
@@ -629,9 +595,7 @@ def _bench_reads(
         api_l = sorted(api_latencies(raw, repeats))
         sql_l = sorted(sql_latencies(sql, params, repeats))
         result.reads.append(
-            _read_row(
-                name, size, api_l, sql_l, target=name.startswith(("statement first", "balance"))
-            )
+            _read_row(name, size, api_l, sql_l, target=name.startswith(("statement first", "balance")))
         )
         log(
             f"[{result.engine}] read {name:30s} api p50 {1000 * _p(api_l, 50):8.2f} ms  sql p50 "
@@ -720,9 +684,7 @@ def report(results: Sequence[EngineResult], opts: Options) -> tuple[str, dict[st
             )
         )
         if "peer" in res.writes:
-            ratio = (
-                res.writes["api"].rate / res.writes["peer"].rate if res.writes["peer"].rate else 0
-            )
+            ratio = res.writes["api"].rate / res.writes["peer"].rate if res.writes["peer"].rate else 0
             lines.append(f"  api / django-hordak = {ratio:.2f}")
         lines.append(
             "  CPU per transfer (ms): "
@@ -745,9 +707,7 @@ def report(results: Sequence[EngineResult], opts: Options) -> tuple[str, dict[st
         if res.reads:
             lines.append(f"{res.engine}: reads, API against the bare SQL (sequential, keep-alive)")
             cols = ("api p50", "api p99", "sql p50", "sql p99")
-            hdr = (
-                f"  {'read':34s} {'size':>18s} " + " ".join(f"{c:>9s}" for c in cols) + "  api/sql"
-            )
+            hdr = f"  {'read':34s} {'size':>18s} " + " ".join(f"{c:>9s}" for c in cols) + "  api/sql"
             lines.append(hdr)
             for r in res.reads:
                 unit = "s" if r["read"].startswith("account list, all") else "ms"
@@ -780,12 +740,9 @@ def report(results: Sequence[EngineResult], opts: Options) -> tuple[str, dict[st
         if num not in figs or den not in figs or not figs[den].rate:
             continue
         got = figs[num].rate / figs[den].rate
-        checks.append(
-            {"engine": eng, "ratio": pair, "target": want, "got": got, "met": got >= want}
-        )
+        checks.append({"engine": eng, "ratio": pair, "target": want, "got": got, "met": got >= want})
         lines.append(
-            f"  {eng:8s} {pair:18s} ≥ {want:<4}  got {got:5.2f}  "
-            f"{'met' if got >= want else 'MISSED'}"
+            f"  {eng:8s} {pair:18s} ≥ {want:<4}  got {got:5.2f}  {'met' if got >= want else 'MISSED'}"
         )
     for res in results:
         for r in res.reads:
@@ -868,12 +825,8 @@ def parse(argv: Sequence[str] | None = None) -> Options:
     )
     ap.add_argument("--batch-transfers", type=int, default=20_000)
     ap.add_argument("--batch-size", type=int, default=1000)
-    ap.add_argument(
-        "--postings", type=int, default=1_000_000, help="postings on the statement account"
-    )
-    ap.add_argument(
-        "--accounts", type=int, default=100_000, help="accounts in the trial-balance co-op"
-    )
+    ap.add_argument("--postings", type=int, default=1_000_000, help="postings on the statement account")
+    ap.add_argument("--accounts", type=int, default=100_000, help="accounts in the trial-balance co-op")
     ap.add_argument("--read-repeats", type=int, default=200)
     ap.add_argument("--no-peer", action="store_true", help="skip django-hordak")
     ap.add_argument(
@@ -884,12 +837,8 @@ def parse(argv: Sequence[str] | None = None) -> Options:
     )
     ap.add_argument("--no-reads", action="store_true")
     ap.add_argument("--no-batch", action="store_true")
-    ap.add_argument(
-        "--no-csv", action="store_true", help="skip the CSV import in the batch figures"
-    )
-    ap.add_argument(
-        "--members", type=int, default=64, help="member accounts the transfers move between"
-    )
+    ap.add_argument("--no-csv", action="store_true", help="skip the CSV import in the batch figures")
+    ap.add_argument("--members", type=int, default=64, help="member accounts the transfers move between")
     ap.add_argument(
         "--smoke",
         action="store_true",
@@ -913,8 +862,7 @@ def parse(argv: Sequence[str] | None = None) -> Options:
         rounds=a.rounds,
         pg_workers=a.pg_workers,
         sqlite_workers=a.sqlite_workers,
-        pool_size=a.pool_size
-        or max(2, -(-a.clients // max(1, min(a.pg_workers, a.sqlite_workers)))),
+        pool_size=a.pool_size or max(2, -(-a.clients // max(1, min(a.pg_workers, a.sqlite_workers)))),
         batch_transfers=a.batch_transfers,
         batch_size=a.batch_size,
         postings=a.postings,
