@@ -51,5 +51,3 @@ class Actor:
     @property
     def treasurer_ledgers(self) -> frozenset[int]:
         return frozenset(r.ledger_id for r in self.roles if r.role is Role.TREASURER)
-
-

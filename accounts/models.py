@@ -67,9 +67,7 @@ class Membership(SQLModel, table=True):
 
     id: int | None = Field(default=None, sa_column=_pk())
     user_id: int = Field(sa_column=sa.Column(BigId, sa.ForeignKey("users.id"), nullable=False))
-    coop_id: int = Field(
-        sa_column=sa.Column(BigId, sa.ForeignKey("coops.id"), nullable=False, index=True)
-    )
+    coop_id: int = Field(sa_column=sa.Column(BigId, sa.ForeignKey("coops.id"), nullable=False, index=True))
     role: str = Field(max_length=16)
     account_id: int = Field(
         sa_column=sa.Column(BigId, sa.ForeignKey("accounts.id"), nullable=False, unique=True)
@@ -87,9 +85,7 @@ class RefreshToken(SQLModel, table=True):
     __tablename__ = "refresh_tokens"
 
     id: int | None = Field(default=None, sa_column=_pk())
-    user_id: int = Field(
-        sa_column=sa.Column(BigId, sa.ForeignKey("users.id"), nullable=False, index=True)
-    )
+    user_id: int = Field(sa_column=sa.Column(BigId, sa.ForeignKey("users.id"), nullable=False, index=True))
     family_id: str = Field(max_length=36, index=True)
     token_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False, unique=True))
     created_at: datetime

@@ -67,7 +67,9 @@ def load_actor(conn: Connection, claims: tokens.AccessClaims) -> Actor:
     """The user behind a verified token, with roles; refused when the token was revoked."""
     u, m, c = t.users, t.memberships, t.coops
     rows = conn.execute(
-        sa.select(u.c.token_version, u.c.is_admin, m.c.coop_id, c.c.slug, c.c.ledger_id, m.c.role, m.c.account_id)
+        sa.select(
+            u.c.token_version, u.c.is_admin, m.c.coop_id, c.c.slug, c.c.ledger_id, m.c.role, m.c.account_id
+        )
         .select_from(u.outerjoin(m, m.c.user_id == u.c.id).outerjoin(c, c.c.id == m.c.coop_id))
         .where(u.c.id == claims.user_id)
     ).all()
@@ -100,7 +102,9 @@ def create_user(
     if not name.strip() or len(name) > 200:
         problems.append(Problem("validation_failed", "a name of 1 to 200 characters is needed", "name"))
     if password is not None:
-        problems += [Problem("validation_failed", p, "password") for p in passwords.password_problems(password)]
+        problems += [
+            Problem("validation_failed", p, "password") for p in passwords.password_problems(password)
+        ]
     _raise_if(problems)
     exists = conn.execute(sa.select(t.users.c.id).where(t.users.c.email == email)).first()
     if exists is not None:
@@ -128,7 +132,9 @@ def find_user_id(conn: Connection, email: str) -> int | None:
 
 def user_profile(conn: Connection, user_id: int) -> dict[str, object]:
     row = conn.execute(
-        sa.select(t.users.c.id, t.users.c.email, t.users.c.name, t.users.c.is_admin).where(t.users.c.id == user_id)
+        sa.select(t.users.c.id, t.users.c.email, t.users.c.name, t.users.c.is_admin).where(
+            t.users.c.id == user_id
+        )
     ).one()
     return {"id": row.id, "email": row.email, "name": row.name, "is_admin": bool(row.is_admin)}
 
@@ -136,7 +142,9 @@ def user_profile(conn: Connection, user_id: int) -> dict[str, object]:
 # --- sessions ------------------------------------------------------------------------------
 
 
-def _issue_pair(conn: Connection, *, user_id: int, token_version: int, family: str, secret: str, now: datetime) -> TokenPair:
+def _issue_pair(
+    conn: Connection, *, user_id: int, token_version: int, family: str, secret: str, now: datetime
+) -> TokenPair:
     access, expires_in = tokens.issue_access_token(
         secret=secret, user_id=user_id, token_version=token_version, now=now
     )
@@ -164,40 +172,49 @@ def login(conn: Connection, *, email: str, password: str, secret: str, now: date
         raise DomainError("invalid_credentials", "the email or the password is wrong")
     if passwords.needs_rehash(row.password_hash):
         conn.execute(
-            sa.update(t.users).where(t.users.c.id == row.id).values(password_hash=passwords.hash_password(password))
+            sa.update(t.users)
+            .where(t.users.c.id == row.id)
+            .values(password_hash=passwords.hash_password(password))
         )
     return _issue_pair(
-        conn, user_id=row.id, token_version=row.token_version, family=str(uuid.uuid4()), secret=secret, now=now
+        conn,
+        user_id=row.id,
+        token_version=row.token_version,
+        family=str(uuid.uuid4()),
+        secret=secret,
+        now=now,
     )
 
 
 def refresh(conn: Connection, *, refresh_token: str, secret: str, now: datetime) -> TokenPair:
     rt = t.refresh_tokens
     row = conn.execute(
-        sa.select(rt.c.id, rt.c.user_id, rt.c.family_id, rt.c.expires_at, rt.c.rotated_at, rt.c.revoked_at).where(
-            rt.c.token_hash == tokens.hash_refresh_token(refresh_token)
-        )
+        sa.select(
+            rt.c.id, rt.c.user_id, rt.c.family_id, rt.c.expires_at, rt.c.rotated_at, rt.c.revoked_at
+        ).where(rt.c.token_hash == tokens.hash_refresh_token(refresh_token))
     ).first()
     if row is None or row.revoked_at is not None or utc(row.expires_at) <= now:  # type: ignore[operator]
         raise DomainError("invalid_token", "this refresh token is not valid; sign in again")
     if row.rotated_at is not None:
         # A rotated token came back: a copy is in someone else's hands. Burn the family.
         revoke_family(conn, family_id=row.family_id, now=now)
-        raise RefreshTokenReusedError(
-            "invalid_token", "this refresh token was already used; sign in again"
-        )
+        raise RefreshTokenReusedError("invalid_token", "this refresh token was already used; sign in again")
     rotated = conn.execute(
         sa.update(rt).where(rt.c.id == row.id, rt.c.rotated_at.is_(None)).values(rotated_at=now)
     )
     if rotated.rowcount != 1:
         raise DomainError("invalid_token", "this refresh token was already used; sign in again")
     version = conn.execute(sa.select(t.users.c.token_version).where(t.users.c.id == row.user_id)).scalar_one()
-    return _issue_pair(conn, user_id=row.user_id, token_version=version, family=row.family_id, secret=secret, now=now)
+    return _issue_pair(
+        conn, user_id=row.user_id, token_version=version, family=row.family_id, secret=secret, now=now
+    )
 
 
 def revoke_family(conn: Connection, *, family_id: str, now: datetime) -> None:
     rt = t.refresh_tokens
-    conn.execute(sa.update(rt).where(rt.c.family_id == family_id, rt.c.revoked_at.is_(None)).values(revoked_at=now))
+    conn.execute(
+        sa.update(rt).where(rt.c.family_id == family_id, rt.c.revoked_at.is_(None)).values(revoked_at=now)
+    )
 
 
 def revoke_all_sessions(conn: Connection, *, user_id: int, now: datetime) -> None:
@@ -206,7 +223,9 @@ def revoke_all_sessions(conn: Connection, *, user_id: int, now: datetime) -> Non
         sa.update(t.users).where(t.users.c.id == user_id).values(token_version=t.users.c.token_version + 1)
     )
     rt = t.refresh_tokens
-    conn.execute(sa.update(rt).where(rt.c.user_id == user_id, rt.c.revoked_at.is_(None)).values(revoked_at=now))
+    conn.execute(
+        sa.update(rt).where(rt.c.user_id == user_id, rt.c.revoked_at.is_(None)).values(revoked_at=now)
+    )
 
 
 def change_password(conn: Connection, *, user_id: int, current: str, new: str, now: datetime) -> None:
@@ -223,7 +242,9 @@ def change_password(conn: Connection, *, user_id: int, current: str, new: str, n
 def set_password(conn: Connection, *, user_id: int, password: str, now: datetime) -> None:
     _raise_if([Problem("validation_failed", p, "password") for p in passwords.password_problems(password)])
     conn.execute(
-        sa.update(t.users).where(t.users.c.id == user_id).values(password_hash=passwords.hash_password(password))
+        sa.update(t.users)
+        .where(t.users.c.id == user_id)
+        .values(password_hash=passwords.hash_password(password))
     )
     revoke_all_sessions(conn, user_id=user_id, now=now)
 
@@ -264,15 +285,25 @@ def coop_by_ledger(conn: Connection, ledger_id: int) -> CoopRecord | None:
 
 
 def validate_coop_policy(
-    *, default_min_balance: int | None, default_max_balance: int | None, claim_expiry_days: int, max_transfer_amount: int
+    *,
+    default_min_balance: int | None,
+    default_max_balance: int | None,
+    claim_expiry_days: int,
+    max_transfer_amount: int,
 ) -> list[Problem]:
     problems = validate_limits(default_min_balance, default_max_balance)
     if not 1 <= claim_expiry_days <= MAX_CLAIM_EXPIRY_DAYS:
         problems.append(
-            Problem("validation_failed", f"claim_expiry_days must be 1 to {MAX_CLAIM_EXPIRY_DAYS}", "claim_expiry_days")
+            Problem(
+                "validation_failed",
+                f"claim_expiry_days must be 1 to {MAX_CLAIM_EXPIRY_DAYS}",
+                "claim_expiry_days",
+            )
         )
     if max_transfer_amount <= 0:
-        problems.append(Problem("validation_failed", "max_transfer_amount must be positive", "max_transfer_amount"))
+        problems.append(
+            Problem("validation_failed", "max_transfer_amount must be positive", "max_transfer_amount")
+        )
     return problems
 
 
@@ -294,11 +325,15 @@ def create_coop(
         raise DomainError("forbidden", "only an instance admin may create a co-op")
     problems: list[Problem] = []
     if not SLUG.match(slug):
-        problems.append(Problem("validation_failed", "slug: lowercase letters, digits and dashes, 1-64", "slug"))
+        problems.append(
+            Problem("validation_failed", "slug: lowercase letters, digits and dashes, 1-64", "slug")
+        )
     if not name.strip() or len(name) > 200:
         problems.append(Problem("validation_failed", "a name of 1 to 200 characters is needed", "name"))
     if not UNIT_CODE.match(unit_code):
-        problems.append(Problem("validation_failed", "unit code: capital letters and digits, e.g. HOUR", "unit.code"))
+        problems.append(
+            Problem("validation_failed", "unit code: capital letters and digits, e.g. HOUR", "unit.code")
+        )
     if not 0 <= scale <= MAX_SCALE:
         problems.append(Problem("validation_failed", f"unit scale must be 0 to {MAX_SCALE}", "unit.scale"))
     problems += validate_coop_policy(
@@ -311,7 +346,9 @@ def create_coop(
     if conn.execute(sa.select(t.coops.c.id).where(t.coops.c.slug == slug)).first() is not None:
         raise DomainError("already_exists", f"a co-op with slug {slug!r} already exists")
     ledger_id = conn.execute(
-        sa.insert(t.ledgers).values(kind="coop", unit_code=unit_code, scale=scale, created_at=now).returning(t.ledgers.c.id)
+        sa.insert(t.ledgers)
+        .values(kind="coop", unit_code=unit_code, scale=scale, created_at=now)
+        .returning(t.ledgers.c.id)
     ).scalar_one()
     conn.execute(
         sa.insert(t.coops).values(
@@ -397,10 +434,14 @@ def add_member(
         user_id = create_user(conn, email=email, name=name, password=password, now=now)
     elif password is not None:
         raise DomainError(
-            "already_exists", "this person already has a login; add them without a password", [Problem("already_exists", "user exists", "password")]
+            "already_exists",
+            "this person already has a login; add them without a password",
+            [Problem("already_exists", "user exists", "password")],
         )
     already = conn.execute(
-        sa.select(t.memberships.c.id).where(t.memberships.c.user_id == user_id, t.memberships.c.coop_id == coop.id)
+        sa.select(t.memberships.c.id).where(
+            t.memberships.c.user_id == user_id, t.memberships.c.coop_id == coop.id
+        )
     ).first()
     if already is not None:
         raise DomainError("already_exists", "this person is already a member of the co-op")

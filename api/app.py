@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
 import sqlalchemy as sa
 from litestar import Litestar, Router, get
@@ -75,7 +74,7 @@ def create_app(settings: Settings, *, check_migrations: bool = True, sweep_claim
     if check_migrations and not is_at_head(engine):
         current, head = revision_status(engine)
         engine.dispose()
-        raise DatabaseBehind(current, head)
+        raise DatabaseBehindError(current, head)
     runtime = Runtime(settings=settings, engine=engine)
     sweeper = ClaimSweeper(runtime)
 
@@ -97,7 +96,15 @@ def create_app(settings: Settings, *, check_migrations: bool = True, sweep_claim
             health,
             Router(
                 path="/",
-                route_handlers=[*FEDERATION_HANDLERS, CoopController, AccountController, TransferController, post_transfer_batch, TreasurerController, StatementController],
+                route_handlers=[
+                    *FEDERATION_HANDLERS,
+                    CoopController,
+                    AccountController,
+                    TransferController,
+                    post_transfer_batch,
+                    TreasurerController,
+                    StatementController,
+                ],
                 dependencies=authenticated,
             ),
         ],
@@ -125,7 +132,7 @@ def create_app(settings: Settings, *, check_migrations: bool = True, sweep_claim
     return app
 
 
-class DatabaseBehind(RuntimeError):
+class DatabaseBehindError(RuntimeError):
     def __init__(self, current: str | None, head: str) -> None:
         super().__init__(
             f"the database is at migration {current or 'none (empty)'} but this Commons needs {head}; "
@@ -133,5 +140,3 @@ class DatabaseBehind(RuntimeError):
         )
         self.current = current
         self.head = head
-
-

@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 
 from api.cli_federation import federation_app
-from clearing.cli import clear_command
 from api.cli_treasurer import register as register_treasurer_commands
+from clearing.cli import clear_command
 
 app = typer.Typer(help="Commons: mutual-credit time bank and co-op federation ledger.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
@@ -98,7 +98,9 @@ def db_upgrade() -> None:
 def admin_create(
     email: str = typer.Option(..., help="The admin's email (their login)."),
     name: str = typer.Option("Administrator", help="Display name."),
-    password_file: Path | None = typer.Option(None, help="Read the password from this file instead of a prompt."),
+    password_file: Path | None = typer.Option(
+        None, help="Read the password from this file instead of a prompt."
+    ),
 ) -> None:
     """Create an instance admin (who can create co-ops and their first treasurers)."""
     from datetime import UTC, datetime
@@ -114,7 +116,9 @@ def admin_create(
     engine = make_engine(_database_url(), pool_size=1)
     try:
         with write_transaction(engine) as conn:
-            user_id = create_user(conn, email=email, name=name, password=password, is_admin=True, now=datetime.now(UTC))
+            user_id = create_user(
+                conn, email=email, name=name, password=password, is_admin=True, now=datetime.now(UTC)
+            )
     except DomainError as exc:
         raise _fail(exc.detail + "".join(f"\n  {p.field}: {p.detail}" for p in exc.problems), 2) from exc
     finally:

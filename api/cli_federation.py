@@ -136,9 +136,7 @@ def _print(view: RunView) -> None:
     summary.add_row("participants", str(len(view.participants)))
     summary.add_row(f"total ({federation.unit_code})", amount(run.total))
     summary.add_row("net internal debt", amount(run.net_internal_debt))
-    summary.add_row(
-        "set-off", f"{amount(run.total_setoff)} ({fraction(run.total_setoff, run.total)})"
-    )
+    summary.add_row("set-off", f"{amount(run.total_setoff)} ({fraction(run.total_setoff, run.total)})")
     if run.settle_with_credit:
         summary.add_row("paid in mutual credit", amount(run.total_credit_paid))
         summary.add_row("more than set-off alone", amount(run.extra_cleared_by_credit))

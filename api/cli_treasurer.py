@@ -104,12 +104,9 @@ def _print_report(report: ReconciliationReport) -> None:
     def fmt(amount: int | None) -> str:
         return format_optional(amount, scale=scale) or "-"
 
-    status = (
-        "[bold green]books are whole[/]" if report.ok else "[bold red]books do NOT reconcile[/]"
-    )
+    status = "[bold green]books are whole[/]" if report.ok else "[bold red]books do NOT reconcile[/]"
     out.print(
-        f"[bold]{report.coop}[/] ({report.unit_code}) "
-        f"at {report.at.isoformat(timespec='seconds')}: {status}"
+        f"[bold]{report.coop}[/] ({report.unit_code}) at {report.at.isoformat(timespec='seconds')}: {status}"
     )
     out.print(
         f"  {report.account_count} accounts, {report.transfer_count} transfers, "
@@ -149,9 +146,7 @@ def _print_report(report: ReconciliationReport) -> None:
                 )
             out.print(table)
     if report.pending_claims:
-        table = Table(
-            "claim", "payer", "payee", "amount", "age (days)", "expires", title="Pending claims"
-        )
+        table = Table("claim", "payer", "payee", "amount", "age (days)", "expires", title="Pending claims")
         for p in report.pending_claims:
             expiry = p.expires_at.date().isoformat() if p.expires_at else "-"
             table.add_row(
@@ -181,9 +176,7 @@ def _print_report(report: ReconciliationReport) -> None:
 
 def reconcile_command(
     coop: str = typer.Option(..., "--coop", help="The co-op's slug."),
-    as_json: bool = typer.Option(
-        False, "--json", help="Print the report as JSON (the API's shape)."
-    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (the API's shape)."),
 ) -> None:
     """Reconcile a co-op's books: ledger sum, cached balances against postings, limits, pending
     claims and seals. Exit code 1 when anything is wrong."""
@@ -201,9 +194,7 @@ def reconcile_command(
 
 
 def verify_command(
-    coop: str | None = typer.Option(
-        None, "--coop", help="Only this co-op (default: every ledger)."
-    ),
+    coop: str | None = typer.Option(None, "--coop", help="Only this co-op (default: every ledger)."),
 ) -> None:
     """Recompute every seal and every cached balance; exit 1 naming whatever differs."""
     from ledger.reconcile import snapshot, verify
@@ -254,10 +245,7 @@ def seal_command(
                 return seals.seal_period(engine, actor=None, slug=coop, period=month, now=now)
 
             view = _domain(seal_one)
-            out.print(
-                f"sealed {coop} {view.period}: {view.transfer_count} transfers, "
-                f"digest {view.digest}"
-            )
+            out.print(f"sealed {coop} {view.period}: {view.transfer_count} transfers, digest {view.digest}")
     if not months:
         out.print(f"nothing to seal for {coop}")
 
@@ -280,9 +268,7 @@ def export_command(
     with _engine() as engine, snapshot(engine) as conn, partial.open("wb") as f, _progress() as bar:
         task = bar.add_task("exporting", total=None)
         summary = _domain(
-            lambda: export_coop(
-                conn, slug=coop, out=f, now=_now(), progress=lambda n: bar.advance(task, n)
-            )
+            lambda: export_coop(conn, slug=coop, out=f, now=_now(), progress=lambda n: bar.advance(task, n))
         )
     partial.replace(output)
     counts = ", ".join(f"{n} {kind}s" for kind, n in summary.counts.items())
@@ -290,9 +276,7 @@ def export_command(
 
 
 def import_command(
-    file: Path = typer.Argument(
-        ..., exists=True, dir_okay=False, help="A file made by commons export."
-    ),
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="A file made by commons export."),
 ) -> None:
     """Import an exported co-op into this database (empty, or without those ids), verified
     before it commits: identical balances, postings and seal digests, or nothing at all."""
@@ -301,9 +285,7 @@ def import_command(
     with _engine(migrate_empty=True) as engine, _progress() as bar:
         task = bar.add_task(f"importing {file.name}", total=None)
         try:
-            summary = _domain(
-                lambda: import_file(engine, file, progress=lambda n: bar.advance(task, n))
-            )
+            summary = _domain(lambda: import_file(engine, file, progress=lambda n: bar.advance(task, n)))
         except ImportRefusedError as exc:
             bar.stop()
             for f in exc.findings:
@@ -311,15 +293,11 @@ def import_command(
             raise _fail(str(exc), 1 if exc.findings else 2) from exc
     counts = ", ".join(f"{n} {kind}s" for kind, n in summary.counts.items())
     out.print(f"imported co-op {summary.coop}: {counts}; seals and balances verified")
-    out.print(
-        "people were imported without passwords: set them with the password reset of this instance"
-    )
+    out.print("people were imported without passwords: set them with the password reset of this instance")
 
 
 def import_csv_command(
-    members: Path = typer.Argument(
-        ..., exists=True, dir_okay=False, help="members.csv: name,email"
-    ),
+    members: Path = typer.Argument(..., exists=True, dir_okay=False, help="members.csv: name,email"),
     transfers: Path = typer.Argument(
         ...,
         exists=True,

@@ -87,18 +87,25 @@ def _validation_errors(exc: ValidationException) -> list[dict[str, Any]]:
 
 def _amount_field(name: str) -> bool:
     leaf = name.rsplit(".", 1)[-1]
-    return leaf in {"amount", "min_balance", "max_balance", "default_min_balance", "default_max_balance", "max_transfer_amount"}
+    return leaf in {
+        "amount",
+        "min_balance",
+        "max_balance",
+        "default_min_balance",
+        "default_max_balance",
+        "max_transfer_amount",
+    }
 
 
 def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     if isinstance(exc, DomainError):
-        errors = [
-            {"field": p.field, "code": p.code, "message": p.detail} for p in exc.problems if p.field
-        ]
+        errors = [{"field": p.field, "code": p.code, "message": p.detail} for p in exc.problems if p.field]
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         if exc.code == "rate_limited" and "retry_after" in exc.extra:
             headers = {"Retry-After": str(exc.extra["retry_after"])}
-        return problem(request, status=exc.status, code=exc.code, detail=exc.detail, errors=errors, headers=headers)
+        return problem(
+            request, status=exc.status, code=exc.code, detail=exc.detail, errors=errors, headers=headers
+        )
     if isinstance(exc, ValidationException):
         errors = _validation_errors(exc)
         # A missing amount is a missing field ("Field required"), not a badly written amount.
@@ -107,15 +114,19 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
                 request,
                 status=422,
                 code="invalid_amount",
-                detail="amounts are decimal strings such as \"1.50\", with at most the unit's decimals",
+                detail='amounts are decimal strings such as "1.50", with at most the unit\'s decimals',
                 errors=errors,
             )
         malformed = any("decode" in e["message"].lower() or "json" in e["message"].lower() for e in errors)
         detail = "the request body is not valid JSON" if malformed else "the request is not valid"
-        return problem(request, status=400 if malformed else 422, code="validation_failed", detail=detail, errors=errors)
+        return problem(
+            request, status=400 if malformed else 422, code="validation_failed", detail=detail, errors=errors
+        )
     if isinstance(exc, HTTPException) and isinstance(exc.__cause__, SerializationException):
         # Litestar could not decode the body at all (a ClientException wrapping the decode error).
-        return problem(request, status=400, code="validation_failed", detail="the request body is not valid JSON")
+        return problem(
+            request, status=400, code="validation_failed", detail="the request body is not valid JSON"
+        )
     if isinstance(exc, HTTPException):
         status = exc.status_code
         code = _CODE_BY_STATUS.get(status, "bad_request" if status < 500 else "internal_error")

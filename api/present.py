@@ -92,7 +92,9 @@ def amount_in(text: object, *, scale: int, field: str, allow_negative: bool = Fa
         raise DomainError("invalid_amount", str(exc), [Problem("invalid_amount", str(exc), field)]) from exc
 
 
-def optional_amount_in(text: str | None, *, scale: int, field: str, allow_negative: bool = False) -> int | None:
+def optional_amount_in(
+    text: str | None, *, scale: int, field: str, allow_negative: bool = False
+) -> int | None:
     return None if text is None else amount_in(text, scale=scale, field=field, allow_negative=allow_negative)
 
 
@@ -109,6 +111,10 @@ def iso_datetime(text: str | None, *, field: str) -> datetime | None:
     try:
         value = datetime.fromisoformat(text)
     except ValueError as exc:
-        raise DomainError("validation_failed", f"{field} must be an ISO 8601 date-time", [Problem("validation_failed", "not ISO 8601", field)]) from exc
+        raise DomainError(
+            "validation_failed",
+            f"{field} must be an ISO 8601 date-time",
+            [Problem("validation_failed", "not ISO 8601", field)],
+        ) from exc
     # Stored times are UTC; a time without an offset is read as UTC.
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

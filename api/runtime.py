@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from litestar import Request
-from litestar.exceptions import HTTPException
 from litestar.datastructures import State
+from litestar.exceptions import HTTPException
 from sqlalchemy.engine import Connection, Engine
 
 from accounts import tokens

@@ -46,7 +46,7 @@ class TokenRequest(Input):
 
 class TokenResponse(BaseModel):
     access_token: str
-    token_type: Literal["bearer"] = "bearer"
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 (OAuth token type)
     expires_in: int
     refresh_token: str
 

@@ -44,9 +44,7 @@ class OfficerList(BaseModel):
 
 class MemberJoin(Input):
     coop: str = Field(max_length=64)
-    rate: str = Field(
-        max_length=20, description='federation units per co-op unit, e.g. "1" or "0.25"'
-    )
+    rate: str = Field(max_length=20, description='federation units per co-op unit, e.g. "1" or "0.25"')
     min_balance: Amount | None = Field(
         default="0",
         max_length=40,
@@ -132,9 +130,7 @@ class ImportOut(BaseModel):
     created: int
     unchanged: int
     refused: int
-    problems: list[ImportProblemOut] = Field(
-        description="the refused rows by line (the first 1000)"
-    )
+    problems: list[ImportProblemOut] = Field(description="the refused rows by line (the first 1000)")
 
 
 class RunCreate(Input):

@@ -110,9 +110,7 @@ class ReconciliationOut(BaseModel):
     coop: str
     unit: UnitOut
     at: datetime
-    ok: bool = Field(
-        description="False when anything below is wrong (pending claims are never wrong)."
-    )
+    ok: bool = Field(description="False when anything below is wrong (pending claims are never wrong).")
     ledger_sum: Amount = Field(description="Sum of the cached balances; must be 0.")
     postings_sum: Amount = Field(description="Sum of every posting; must be 0.")
     account_count: int

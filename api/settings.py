@@ -67,7 +67,9 @@ class Settings:
             demo_mode=demo_mode,
             pool_size=_int(env, "COMMONS_POOL_SIZE", 10, low=1, high=200),
             claim_sweep_seconds=_int(env, "COMMONS_CLAIM_SWEEP_SECONDS", 60, low=1, high=86400),
-            login_attempts_per_account=_int(env, "COMMONS_LOGIN_ATTEMPTS_PER_ACCOUNT", 10, low=1, high=10_000),
+            login_attempts_per_account=_int(
+                env, "COMMONS_LOGIN_ATTEMPTS_PER_ACCOUNT", 10, low=1, high=10_000
+            ),
             login_attempts_per_client=_int(env, "COMMONS_LOGIN_ATTEMPTS_PER_CLIENT", 50, low=1, high=100_000),
             login_window_seconds=_int(env, "COMMONS_LOGIN_WINDOW_SECONDS", 300, low=1, high=86400),
         )

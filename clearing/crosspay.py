@@ -121,9 +121,7 @@ def pay_across_coops(
     memo_across = f"Cross-co-op payment {x.slug} → {y.slug}"
     rows = [
         _transfer_row(leg, ledger_id, transaction_id, actor, request, now, memo)
-        for leg, ledger_id, memo in zip(
-            legs, ledgers, (request.memo, memo_across, request.memo), strict=True
-        )
+        for leg, ledger_id, memo in zip(legs, ledgers, (request.memo, memo_across, request.memo), strict=True)
     ]
     inserted = conn.execute(
         sa.insert(t.transfers).returning(*t.transfers.c, sort_by_parameter_order=True), rows
@@ -240,9 +238,7 @@ def _transfer_row(
     }
 
 
-def get_cross_coop_payment(
-    conn: Connection, *, actor: Actor, transaction_id: str
-) -> CrossCoopPaymentView:
+def get_cross_coop_payment(conn: Connection, *, actor: Actor, transaction_id: str) -> CrossCoopPaymentView:
     """The record of a cross-co-op payment, for its payer, its payee, the treasurers of both
     co-ops and the federation's officers; anyone else learns nothing of it."""
     cp, f, pc, qc, pl, ql = (

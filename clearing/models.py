@@ -45,9 +45,7 @@ class FederationLedger(SQLModel, table=True):
     __tablename__ = "federation_ledgers"
 
     federation_id: int = Field(
-        sa_column=sa.Column(
-            BigId, sa.ForeignKey("federations.id"), primary_key=True, autoincrement=False
-        )
+        sa_column=sa.Column(BigId, sa.ForeignKey("federations.id"), primary_key=True, autoincrement=False)
     )
     ledger_id: int = Field(sa_column=_fk("ledgers.id", unique=True))
     clearing_account_id: int = Field(sa_column=_fk("accounts.id", unique=True))
@@ -57,9 +55,7 @@ class FederationOfficer(SQLModel, table=True):
     __tablename__ = "federation_officers"
 
     federation_id: int = Field(
-        sa_column=sa.Column(
-            BigId, sa.ForeignKey("federations.id"), primary_key=True, autoincrement=False
-        )
+        sa_column=sa.Column(BigId, sa.ForeignKey("federations.id"), primary_key=True, autoincrement=False)
     )
     user_id: int = Field(
         sa_column=sa.Column(
@@ -79,9 +75,7 @@ class FederationMember(SQLModel, table=True):
     """
 
     __tablename__ = "federation_members"
-    __table_args__ = (
-        sa.CheckConstraint("rate_num > 0 AND rate_den > 0", name="ck_federation_members_rate"),
-    )
+    __table_args__ = (sa.CheckConstraint("rate_num > 0 AND rate_den > 0", name="ck_federation_members_rate"),)
 
     id: int | None = Field(default=None, sa_column=_pk())
     federation_id: int = Field(sa_column=_fk("federations.id", index=True))
@@ -104,8 +98,7 @@ class CrossCoopPayment(SQLModel, table=True):
             name="ck_cross_coop_payments_amounts",
         ),
         sa.CheckConstraint(
-            "payer_rate_num > 0 AND payer_rate_den > 0 AND payee_rate_num > 0 "
-            "AND payee_rate_den > 0",
+            "payer_rate_num > 0 AND payer_rate_den > 0 AND payee_rate_num > 0 AND payee_rate_den > 0",
             name="ck_cross_coop_payments_rates",
         ),
     )
@@ -139,9 +132,7 @@ class FederationObligation(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("federation_id", "external_id", name="uq_obligations_external_id"),
         sa.CheckConstraint("amount > 0", name="ck_obligations_amount"),
-        sa.CheckConstraint(
-            "remaining >= 0 AND remaining <= amount", name="ck_obligations_remaining"
-        ),
+        sa.CheckConstraint("remaining >= 0 AND remaining <= amount", name="ck_obligations_remaining"),
         sa.CheckConstraint("debtor_coop_id <> creditor_coop_id", name="ck_obligations_distinct"),
         sa.CheckConstraint(_in("status", OBLIGATION_STATUSES), name="ck_obligations_status"),
         sa.CheckConstraint(_in("entered_by", OBLIGATION_SIDES), name="ck_obligations_entered_by"),
@@ -182,13 +173,10 @@ class ClearingRun(SQLModel, table=True):
     __table_args__ = (
         sa.CheckConstraint(_in("status", RUN_STATUSES), name="ck_clearing_runs_status"),
         sa.CheckConstraint(
-            "total_setoff >= 0 AND total_credit_paid >= 0 "
-            "AND total_setoff + total_credit_paid <= total",
+            "total_setoff >= 0 AND total_credit_paid >= 0 AND total_setoff + total_credit_paid <= total",
             name="ck_clearing_runs_totals",
         ),
-        sa.CheckConstraint(
-            "status <> 'applied' OR applied_at IS NOT NULL", name="ck_clearing_runs_applied"
-        ),
+        sa.CheckConstraint("status <> 'applied' OR applied_at IS NOT NULL", name="ck_clearing_runs_applied"),
         sa.Index("ix_clearing_runs_federation", "federation_id", "id"),
     )
 
@@ -224,9 +212,7 @@ class ClearingRunItem(SQLModel, table=True):
     )
 
     run_id: int = Field(
-        sa_column=sa.Column(
-            BigId, sa.ForeignKey("clearing_runs.id"), primary_key=True, autoincrement=False
-        )
+        sa_column=sa.Column(BigId, sa.ForeignKey("clearing_runs.id"), primary_key=True, autoincrement=False)
     )
     obligation_id: int = Field(
         sa_column=sa.Column(
@@ -260,9 +246,7 @@ class ClearingRunParticipant(SQLModel, table=True):
     )
 
     run_id: int = Field(
-        sa_column=sa.Column(
-            BigId, sa.ForeignKey("clearing_runs.id"), primary_key=True, autoincrement=False
-        )
+        sa_column=sa.Column(BigId, sa.ForeignKey("clearing_runs.id"), primary_key=True, autoincrement=False)
     )
     coop_id: int = Field(
         sa_column=sa.Column(BigId, sa.ForeignKey("coops.id"), primary_key=True, autoincrement=False)
@@ -272,9 +256,7 @@ class ClearingRunParticipant(SQLModel, table=True):
     setoff: int = Field(sa_column=_money())
     credit_paid: int = Field(sa_column=_money())
     credit_received: int = Field(sa_column=_money())
-    credit_transfer_id: int | None = Field(
-        default=None, sa_column=_fk("transfers.id", nullable=True)
-    )
+    credit_transfer_id: int | None = Field(default=None, sa_column=_fk("transfers.id", nullable=True))
 
 
 class ClearingRunCycle(SQLModel, table=True):
@@ -285,9 +267,7 @@ class ClearingRunCycle(SQLModel, table=True):
     __table_args__ = (sa.CheckConstraint("amount > 0", name="ck_clearing_run_cycles_amount"),)
 
     run_id: int = Field(
-        sa_column=sa.Column(
-            BigId, sa.ForeignKey("clearing_runs.id"), primary_key=True, autoincrement=False
-        )
+        sa_column=sa.Column(BigId, sa.ForeignKey("clearing_runs.id"), primary_key=True, autoincrement=False)
     )
     position: int = Field(sa_column=sa.Column(sa.Integer, primary_key=True, autoincrement=False))
     path: str = Field(sa_column=sa.Column(sa.Text, nullable=False))

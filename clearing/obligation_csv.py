@@ -56,11 +56,7 @@ def field_problems(
 ) -> list[tuple[str, str, str]]:
     """(code, message, field) for what is wrong with an obligation's text fields."""
     problems: list[tuple[str, str, str]] = []
-    if (
-        not external_id.strip()
-        or len(external_id) > MAX_EXTERNAL_ID
-        or not external_id.isprintable()
-    ):
+    if not external_id.strip() or len(external_id) > MAX_EXTERNAL_ID or not external_id.isprintable():
         problems.append(
             (
                 "validation_failed",
@@ -121,12 +117,8 @@ def parse_obligations_csv(text: str, *, scale: int) -> tuple[list[ParsedRow], li
             continue
         first = seen.setdefault(parsed.obligation.external_id, line)
         if first != line:
-            message = (
-                f"line {line}: id {parsed.obligation.external_id!r} is also used on line {first}"
-            )
-            problems.append(
-                RowProblem(line, parsed.obligation.external_id, "duplicate_id", message)
-            )
+            message = f"line {line}: id {parsed.obligation.external_id!r} is also used on line {first}"
+            problems.append(RowProblem(line, parsed.obligation.external_id, "duplicate_id", message))
             continue
         rows.append(parsed)
     return rows, problems
@@ -179,6 +171,4 @@ def _row(
                 "validation_failed",
                 f"line {line}: due_on {due_text[:40]!r} is not a date (YYYY-MM-DD)",
             )
-    return ParsedRow(
-        line, ObligationInput(external_id, debtor, creditor, amount, due_on, reference)
-    )
+    return ParsedRow(line, ObligationInput(external_id, debtor, creditor, amount, due_on, reference))

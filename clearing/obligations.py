@@ -99,9 +99,7 @@ def _select() -> sa.Select[Any]:
         o.c.created_at,
         o.c.updated_at,
         o.c.version,
-    ).select_from(
-        o.join(dc, dc.c.id == o.c.debtor_coop_id).join(cc, cc.c.id == o.c.creditor_coop_id)
-    )
+    ).select_from(o.join(dc, dc.c.id == o.c.debtor_coop_id).join(cc, cc.c.id == o.c.creditor_coop_id))
 
 
 def _record(row: Any) -> ObligationRecord:
@@ -139,9 +137,7 @@ def _by_external_ids(
     found: dict[str, ObligationRecord] = {}
     for start in range(0, len(external_ids), CHUNK):
         chunk = external_ids[start : start + CHUNK]
-        rows = conn.execute(
-            _select().where(o.c.federation_id == federation_id, o.c.external_id.in_(chunk))
-        )
+        rows = conn.execute(_select().where(o.c.federation_id == federation_id, o.c.external_id.in_(chunk)))
         found.update((r.external_id, _record(r)) for r in rows)
     return found
 
@@ -217,9 +213,7 @@ def record_obligation(
     debtor_id, creditor_id = members[data.debtor], members[data.creditor]
     side = _side(found, debtor_id, creditor_id)
     if side not in ("debtor", "creditor"):
-        raise DomainError(
-            "forbidden", "you may record only obligations of a co-op whose treasurer you are"
-        )
+        raise DomainError("forbidden", "you may record only obligations of a co-op whose treasurer you are")
     existing = _by_external_ids(conn, federation.id, [data.external_id]).get(data.external_id)
     if existing is not None:
         if _same(existing, data) and (
@@ -272,17 +266,13 @@ def import_obligations(
         data = row.obligation
         unknown = [side for side in (data.debtor, data.creditor) if side not in members]
         if unknown:
-            message = (
-                f"line {row.line}: {unknown[0][:64]!r} is not a member co-op of this federation"
-            )
+            message = f"line {row.line}: {unknown[0][:64]!r} is not a member co-op of this federation"
             refused.append(RowProblem(row.line, data.external_id, "validation_failed", message))
             continue
         debtor_id, creditor_id = members[data.debtor], members[data.creditor]
         side = _side(found, debtor_id, creditor_id)
         if side is None:
-            message = (
-                f"line {row.line}: neither {data.debtor!r} nor {data.creditor!r} is your co-op"
-            )
+            message = f"line {row.line}: neither {data.debtor!r} nor {data.creditor!r} is your co-op"
             refused.append(RowProblem(row.line, data.external_id, "forbidden", message))
             continue
         before = existing.get(data.external_id)
@@ -291,12 +281,9 @@ def import_obligations(
                 unchanged += 1
             else:
                 message = (
-                    f"line {row.line}: id {data.external_id!r} was already used "
-                    "for a different obligation"
+                    f"line {row.line}: id {data.external_id!r} was already used for a different obligation"
                 )
-                refused.append(
-                    RowProblem(row.line, data.external_id, "external_id_conflict", message)
-                )
+                refused.append(RowProblem(row.line, data.external_id, "external_id_conflict", message))
             continue
         new_rows.append(
             _row_values(
@@ -334,9 +321,7 @@ def obligation_for(
     if found.officer or parties & found.treasurer_of:
         return record, found
     if parties & found.member_of:
-        raise DomainError(
-            "forbidden", "only the treasurers of the two co-ops and officers see obligations"
-        )
+        raise DomainError("forbidden", "only the treasurers of the two co-ops and officers see obligations")
     raise DomainError("obligation_not_found", "no such obligation")
 
 
@@ -371,9 +356,7 @@ def _transition(
     if result.rowcount != 1:
         current = get_obligation(conn, record.id)
         if current.status in allowed and current.version != record.version:
-            raise DomainError(
-                "conflict", "the obligation changed meanwhile; read it again and retry"
-            )
+            raise DomainError("conflict", "the obligation changed meanwhile; read it again and retry")
         touched = " and untouched by clearing" if untouched and current.status in allowed else ""
         raise DomainError(
             "invalid_obligation_state",
@@ -403,9 +386,7 @@ def dispute_obligation(
         return _transition(
             conn, record, to=DISPUTED, allowed=(CONFIRMED,), untouched=True, note=reason, now=now
         )
-    return _transition(
-        conn, record, to=DISPUTED, allowed=(PENDING,), untouched=False, note=reason, now=now
-    )
+    return _transition(conn, record, to=DISPUTED, allowed=(PENDING,), untouched=False, note=reason, now=now)
 
 
 def cancel_obligation(
@@ -414,21 +395,17 @@ def cancel_obligation(
     record, found = obligation_for(conn, requester=requester, obligation_id=obligation_id)
     if record.creditor_coop_id in found.treasurer_of:
         # The creditor may always waive what it is owed.
-        return _transition(
-            conn, record, to=CANCELLED, allowed=OPEN, untouched=False, note=reason, now=now
-        )
-    entered_it = (
-        record.entered_by == "debtor" and record.debtor_coop_id in found.treasurer_of
-    ) or (record.entered_by == "officer" and found.officer)
+        return _transition(conn, record, to=CANCELLED, allowed=OPEN, untouched=False, note=reason, now=now)
+    entered_it = (record.entered_by == "debtor" and record.debtor_coop_id in found.treasurer_of) or (
+        record.entered_by == "officer" and found.officer
+    )
     if not entered_it:
         raise DomainError(
             "forbidden",
             "the creditor's treasurer cancels an obligation; whoever entered it may withdraw "
             "it before any clearing",
         )
-    return _transition(
-        conn, record, to=CANCELLED, allowed=OPEN, untouched=True, note=reason, now=now
-    )
+    return _transition(conn, record, to=CANCELLED, allowed=OPEN, untouched=True, note=reason, now=now)
 
 
 def list_obligations(
@@ -444,17 +421,13 @@ def list_obligations(
     """Officers list all; a treasurer lists its own co-op's (either side); members nothing."""
     found = access(conn, requester, federation)
     if not (found.officer or found.treasurer_of):
-        raise DomainError(
-            "forbidden", "only officers and treasurers of member co-ops see obligations"
-        )
+        raise DomainError("forbidden", "only officers and treasurers of member co-ops see obligations")
     o = ct.obligations
     query = _select().where(o.c.federation_id == federation.id).order_by(o.c.id).limit(limit + 1)
     if coop_slug is not None:
         coop_id = coop_ids_by_slug(conn, federation).get(coop_slug)
         if coop_id is None:
-            raise DomainError(
-                "coop_not_found", f"{coop_slug!r} is not a member co-op of this federation"
-            )
+            raise DomainError("coop_not_found", f"{coop_slug!r} is not a member co-op of this federation")
         if not found.sees_coop(coop_id):
             raise DomainError("forbidden", "a treasurer sees only its own co-op's obligations")
         query = query.where(sa.or_(o.c.debtor_coop_id == coop_id, o.c.creditor_coop_id == coop_id))

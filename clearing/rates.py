@@ -63,16 +63,12 @@ def divide_half_even(numerator: int, denominator: int) -> int:
 
 def to_federation(amount: int, *, rate: Rate, coop_scale: int, federation_scale: int) -> int:
     """Smallest co-op units → smallest federation units: amount · rate, rounded half-even."""
-    return divide_half_even(
-        amount * rate.numerator * 10**federation_scale, rate.denominator * 10**coop_scale
-    )
+    return divide_half_even(amount * rate.numerator * 10**federation_scale, rate.denominator * 10**coop_scale)
 
 
 def from_federation(amount: int, *, rate: Rate, coop_scale: int, federation_scale: int) -> int:
     """Smallest federation units → smallest co-op units: amount / rate, rounded half-even."""
-    return divide_half_even(
-        amount * rate.denominator * 10**coop_scale, rate.numerator * 10**federation_scale
-    )
+    return divide_half_even(amount * rate.denominator * 10**coop_scale, rate.numerator * 10**federation_scale)
 
 
 @dataclass(frozen=True, slots=True)

@@ -172,9 +172,7 @@ def propose_run(
         credit=_credit_lines(conn, federation) if settle_with_credit else {},
     )
     result = clear([ob for ob, _ in loaded], policy=policy)
-    run_id = _store(
-        conn, federation, period, settle_with_credit, result, loaded, user_of(requester), now
-    )
+    run_id = _store(conn, federation, period, settle_with_credit, result, loaded, user_of(requester), now)
     return get_run(conn, run_id)
 
 
@@ -198,9 +196,7 @@ def _load_obligations(
             dc.c.slug.label("debtor"),
             cc.c.slug.label("creditor"),
         )
-        .select_from(
-            o.join(dc, dc.c.id == o.c.debtor_coop_id).join(cc, cc.c.id == o.c.creditor_coop_id)
-        )
+        .select_from(o.join(dc, dc.c.id == o.c.debtor_coop_id).join(cc, cc.c.id == o.c.creditor_coop_id))
         .where(o.c.federation_id == federation.id, o.c.status == "confirmed", o.c.remaining > 0)
         .order_by(o.c.id)
     )
@@ -273,9 +269,7 @@ def _store(
             "setoff": setoff,
             "credit_paid": credit,
         }
-        for (ob, ids), setoff, credit in zip(
-            loaded, result.setoffs, result.credit_payments, strict=True
-        )
+        for (ob, ids), setoff, credit in zip(loaded, result.setoffs, result.credit_payments, strict=True)
     ]
     for start in range(0, len(items), CHUNK):
         conn.execute(sa.insert(ct.clearing_run_items), items[start : start + CHUNK])
@@ -342,9 +336,7 @@ def run_for(
     return run, federation, _scope(access(conn, requester, federation))
 
 
-def participants(
-    conn: Connection, run_id: int, scope: frozenset[int] | None
-) -> list[ParticipantRow]:
+def participants(conn: Connection, run_id: int, scope: frozenset[int] | None) -> list[ParticipantRow]:
     p, c = ct.clearing_run_participants, t.coops
     query = (
         sa.select(
@@ -369,9 +361,7 @@ def participants(
 def cycles(conn: Connection, run_id: int, scope_slugs: frozenset[str] | None) -> list[CycleRow]:
     cy = ct.clearing_run_cycles
     rows = conn.execute(
-        sa.select(cy.c.position, cy.c.path, cy.c.amount)
-        .where(cy.c.run_id == run_id)
-        .order_by(cy.c.position)
+        sa.select(cy.c.position, cy.c.path, cy.c.amount).where(cy.c.run_id == run_id).order_by(cy.c.position)
     )
     found = [CycleRow(r.position, tuple(r.path.split(" ")), r.amount) for r in rows]
     if scope_slugs is None:
@@ -388,9 +378,7 @@ def view_run(conn: Connection, *, requester: Requester, run_id: int) -> RunView:
 
 def _slugs(conn: Connection, coop_ids: frozenset[int]) -> frozenset[str]:
     c = t.coops
-    return frozenset(
-        conn.execute(sa.select(c.c.slug).where(c.c.id.in_(sorted(coop_ids)))).scalars()
-    )
+    return frozenset(conn.execute(sa.select(c.c.slug).where(c.c.id.in_(sorted(coop_ids)))).scalars())
 
 
 def list_runs(
@@ -404,12 +392,7 @@ def list_runs(
     """Newest first."""
     scope = _scope(access(conn, requester, federation))
     r = ct.clearing_runs
-    query = (
-        sa.select(r)
-        .where(r.c.federation_id == federation.id)
-        .order_by(r.c.id.desc())
-        .limit(limit + 1)
-    )
+    query = sa.select(r).where(r.c.federation_id == federation.id).order_by(r.c.id.desc()).limit(limit + 1)
     if cursor is not None:
         query = query.where(r.c.id < cursor)
     runs = [_run(row) for row in conn.execute(query)]
@@ -456,16 +439,12 @@ def run_items(
     if coop_slug is not None:
         coop_id = coop_ids_by_slug(conn, federation).get(coop_slug)
         if coop_id is None:
-            raise DomainError(
-                "coop_not_found", f"{coop_slug!r} is not a member co-op of this federation"
-            )
+            raise DomainError("coop_not_found", f"{coop_slug!r} is not a member co-op of this federation")
         if scope is not None and coop_id not in scope:
             raise DomainError("forbidden", "a treasurer sees only its own co-op's part of a run")
         wanted = [coop_id]
     if wanted is not None:
-        query = query.where(
-            sa.or_(o.c.debtor_coop_id.in_(wanted), o.c.creditor_coop_id.in_(wanted))
-        )
+        query = query.where(sa.or_(o.c.debtor_coop_id.in_(wanted), o.c.creditor_coop_id.in_(wanted)))
     if cursor is not None:
         query = query.where(i.c.obligation_id > cursor)
     rows = [ItemRow(**r._mapping) for r in conn.execute(query)]
@@ -485,9 +464,7 @@ def apply_run(conn: Connection, *, requester: Requester, run_id: int, now: datet
     if run.status == APPLIED:
         return run
     if run.status == CANCELLED:
-        raise DomainError(
-            "clearing_run_closed", "this clearing run was cancelled; propose a new one"
-        )
+        raise DomainError("clearing_run_closed", "this clearing run was cancelled; propose a new one")
     r = ct.clearing_runs
     # Claim the run first: a concurrent apply waits here (row lock) and then finds it applied.
     claimed = conn.execute(
@@ -499,9 +476,7 @@ def apply_run(conn: Connection, *, requester: Requester, run_id: int, now: datet
         current = get_run(conn, run.id)
         if current.status == APPLIED:
             return current
-        raise DomainError(
-            "clearing_run_closed", "this clearing run was cancelled; propose a new one"
-        )
+        raise DomainError("clearing_run_closed", "this clearing run was cancelled; propose a new one")
     _refuse_if_stale(conn, run.id)
     _reduce_obligations(conn, run.id, now)
     if run.settle_with_credit and run.total_credit_paid > 0:
@@ -516,9 +491,7 @@ def _refuse_if_stale(conn: Connection, run_id: int) -> None:
     i, o = ct.clearing_run_items, ct.obligations
     members = sa.select(i.c.obligation_id).where(i.c.run_id == run_id)
     if not is_sqlite(conn):
-        conn.execute(
-            sa.select(o.c.id).where(o.c.id.in_(members)).order_by(o.c.id).with_for_update()
-        ).all()
+        conn.execute(sa.select(o.c.id).where(o.c.id.in_(members)).order_by(o.c.id).with_for_update()).all()
     changed = conn.execute(
         sa.select(o.c.id, o.c.external_id)
         .join(i, i.c.obligation_id == o.c.id)
@@ -552,9 +525,7 @@ def _reduce_obligations(conn: Connection, run_id: int, now: datetime) -> None:
         .where(o.c.id == sa.bindparam("_id"), o.c.version == sa.bindparam("_version"))
         .values(
             remaining=o.c.remaining - sa.bindparam("_discharged"),
-            status=sa.case(
-                (o.c.remaining == sa.bindparam("_discharged"), "settled"), else_=o.c.status
-            ),
+            status=sa.case((o.c.remaining == sa.bindparam("_discharged"), "settled"), else_=o.c.status),
             version=o.c.version + 1,
             updated_at=now,
         )
@@ -589,9 +560,9 @@ def _settle_credit(
     payers = sorted((p for p in rows if p.credit_balance_change < 0), key=lambda p: p.coop)
     receivers = sorted((p for p in rows if p.credit_balance_change > 0), key=lambda p: p.coop)
     clearing = federation.clearing_account_id
-    movements = [
-        Movement(accounts[p.coop_id], clearing, -p.credit_balance_change) for p in payers
-    ] + [Movement(clearing, accounts[p.coop_id], p.credit_balance_change) for p in receivers]
+    movements = [Movement(accounts[p.coop_id], clearing, -p.credit_balance_change) for p in payers] + [
+        Movement(clearing, accounts[p.coop_id], p.credit_balance_change) for p in receivers
+    ]
     lock_accounts(conn, [clearing, *accounts.values()])
     transaction_id = str(uuid.uuid4())
     memo = f"Clearing run {run.id} ({run.period}): obligations settled in mutual credit"
@@ -640,9 +611,7 @@ def _settle_credit(
             for p, tid in zip([*payers, *receivers], inserted, strict=True)
         ],
     )
-    balance = conn.execute(
-        sa.select(t.accounts.c.balance).where(t.accounts.c.id == clearing)
-    ).scalar_one()
+    balance = conn.execute(sa.select(t.accounts.c.balance).where(t.accounts.c.id == clearing)).scalar_one()
     if balance != 0:  # what co-ops paid in is exactly what others received
         raise DomainError(
             "internal_error", "the clearing account did not return to zero; nothing was applied"

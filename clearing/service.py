@@ -141,18 +141,14 @@ def access(conn: Connection, requester: Requester, federation: FederationRecord)
         fm = ct.federation_members
         member_coops = set(
             conn.execute(
-                sa.select(fm.c.coop_id).where(
-                    fm.c.federation_id == federation.id, fm.c.coop_id.in_(coop_ids)
-                )
+                sa.select(fm.c.coop_id).where(fm.c.federation_id == federation.id, fm.c.coop_id.in_(coop_ids))
             ).scalars()
         )
     return Access(
         officer=is_officer(conn, user_id=requester.user_id, federation_id=federation.id),
         admin=requester.is_admin,
         treasurer_of=frozenset(
-            r.coop_id
-            for r in requester.roles
-            if r.role is Role.TREASURER and r.coop_id in member_coops
+            r.coop_id for r in requester.roles if r.role is Role.TREASURER and r.coop_id in member_coops
         ),
         member_of=frozenset(member_coops),
     )
@@ -234,9 +230,7 @@ def get_member(conn: Connection, federation: FederationRecord, coop_slug: str) -
         _member_select().where(fm.c.federation_id == federation.id, t.coops.c.slug == coop_slug)
     ).first()
     if row is None:
-        raise DomainError(
-            "coop_not_found", f"the co-op {coop_slug!r} is not a member of this federation"
-        )
+        raise DomainError("coop_not_found", f"the co-op {coop_slug!r} is not a member of this federation")
     return _member(row)
 
 
@@ -286,19 +280,13 @@ def create_federation(
             Problem("validation_failed", "slug: lowercase letters, digits and dashes, 1-64", "slug")
         )
     if not name.strip() or len(name) > 200:
-        problems.append(
-            Problem("validation_failed", "a name of 1 to 200 characters is needed", "name")
-        )
+        problems.append(Problem("validation_failed", "a name of 1 to 200 characters is needed", "name"))
     if not UNIT_CODE.match(unit_code):
         problems.append(
-            Problem(
-                "validation_failed", "unit code: capital letters and digits, e.g. HOUR", "unit.code"
-            )
+            Problem("validation_failed", "unit code: capital letters and digits, e.g. HOUR", "unit.code")
         )
     if not 0 <= scale <= MAX_SCALE:
-        problems.append(
-            Problem("validation_failed", f"unit scale must be 0 to {MAX_SCALE}", "unit.scale")
-        )
+        problems.append(Problem("validation_failed", f"unit scale must be 0 to {MAX_SCALE}", "unit.scale"))
     _raise_if(problems)
     f = t.federations
     if conn.execute(sa.select(f.c.id).where(f.c.slug == slug)).first() is not None:
@@ -384,9 +372,7 @@ def join_federation(
     co-op's ledger (kind 'federation', no limits: it mirrors the position at the federation)."""
     found = access(conn, requester, federation)
     if not (found.officer or found.admin):
-        raise DomainError(
-            "forbidden", "only an admin or an officer of the federation may add co-ops"
-        )
+        raise DomainError("forbidden", "only an admin or an officer of the federation may add co-ops")
     coop = get_coop(conn, coop_slug)
     _raise_if(validate_limits(min_balance, max_balance))
     fm = ct.federation_members
@@ -459,9 +445,7 @@ def update_member_account(
     if max_balance is not None:
         guard.append(a.c.balance <= max_balance)
     result = conn.execute(
-        sa.update(a)
-        .where(*guard)
-        .values(min_balance=min_balance, max_balance=max_balance, status=status)
+        sa.update(a).where(*guard).values(min_balance=min_balance, max_balance=max_balance, status=status)
     )
     if result.rowcount != 1:
         raise DomainError(
@@ -479,8 +463,5 @@ def lock_accounts(conn: Connection, account_ids: list[int]) -> None:
         return
     a = t.accounts
     conn.execute(
-        sa.select(a.c.id)
-        .where(a.c.id.in_(sorted(set(account_ids))))
-        .order_by(a.c.id)
-        .with_for_update()
+        sa.select(a.c.id).where(a.c.id.in_(sorted(set(account_ids)))).order_by(a.c.id).with_for_update()
     ).all()

@@ -40,10 +40,10 @@ def parse_amount(text: object, *, scale: int, allow_negative: bool = False) -> i
     infinities, thousands separators, surrounding spaces and more decimals than the unit has.
     """
     if not isinstance(text, str):
-        raise AmountError("amounts are decimal strings such as \"1.50\", not JSON numbers")
+        raise AmountError('amounts are decimal strings such as "1.50", not JSON numbers')
     match = _DECIMAL.fullmatch(text)
     if match is None:
-        raise AmountError(f"{text[:40]!r} is not a decimal amount such as \"1.50\"")
+        raise AmountError(f'{text[:40]!r} is not a decimal amount such as "1.50"')
     frac = match["frac"] or ""
     if len(frac) > scale:
         raise AmountError(f"{text!r} has {len(frac)} decimals; this unit allows at most {scale}")

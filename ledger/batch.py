@@ -21,7 +21,17 @@ from sqlalchemy.engine import Connection
 
 from accounts.actor import Actor
 from ledger import tables as t
-from ledger.core import AccountKind, AccountState, AccountStatus, Movement, TransferStatus, limit_problems, member_movement_problems, validate_movement, validate_text
+from ledger.core import (
+    AccountKind,
+    AccountState,
+    AccountStatus,
+    Movement,
+    TransferStatus,
+    limit_problems,
+    member_movement_problems,
+    validate_movement,
+    validate_text,
+)
 from ledger.db import is_sqlite
 from ledger.errors import DomainError, Problem
 from ledger.service import TransferInput, TransferRecord, _record, ledger_policy
@@ -67,7 +77,9 @@ def _stored(conn: Connection, user_id: int, keys: list[str]) -> dict[str, tuple[
     found: dict[str, tuple[str, Any]] = {}
     for chunk in _chunks(keys):
         for r in conn.execute(
-            sa.select(ik.c.key, ik.c.request_hash, ik.c.response_body).where(ik.c.user_id == user_id, ik.c.key.in_(chunk))
+            sa.select(ik.c.key, ik.c.request_hash, ik.c.response_body).where(
+                ik.c.user_id == user_id, ik.c.key.in_(chunk)
+            )
         ):
             found[r.key] = (r.request_hash, json.loads(r.response_body))
     return found
@@ -78,14 +90,33 @@ def _lock_accounts(conn: Connection, ids: list[int]) -> dict[int, _Row]:
     rows: dict[int, _Row] = {}
     for chunk in _chunks(sorted(ids)):
         query = (
-            sa.select(a.c.id, a.c.ledger_id, a.c.status, a.c.balance, a.c.min_balance, a.c.max_balance, a.c.debits, a.c.credits, a.c.version, a.c.kind)
+            sa.select(
+                a.c.id,
+                a.c.ledger_id,
+                a.c.status,
+                a.c.balance,
+                a.c.min_balance,
+                a.c.max_balance,
+                a.c.debits,
+                a.c.credits,
+                a.c.version,
+                a.c.kind,
+            )
             .where(a.c.id.in_(chunk))
             .order_by(a.c.id)
         )
         if not is_sqlite(conn):  # SQLite's BEGIN IMMEDIATE already holds the write lock
             query = query.with_for_update()
         for r in conn.execute(query):
-            state = AccountState(r.id, r.ledger_id, AccountStatus(r.status), r.balance, r.min_balance, r.max_balance, AccountKind(r.kind))
+            state = AccountState(
+                r.id,
+                r.ledger_id,
+                AccountStatus(r.status),
+                r.balance,
+                r.min_balance,
+                r.max_balance,
+                AccountKind(r.kind),
+            )
             rows[r.id] = _Row(state, r.debits, r.credits, r.version)
     return rows
 
@@ -112,13 +143,29 @@ def post_batch(
     seen: set[str] = set()
     for entry, key in zip(entries, keys, strict=True):
         if key in seen:
-            results.append(BatchResult(entry.key, "refused", problem=Problem("validation_failed", "this id appears twice in the batch", "id")))
+            results.append(
+                BatchResult(
+                    entry.key,
+                    "refused",
+                    problem=Problem("validation_failed", "this id appears twice in the batch", "id"),
+                )
+            )
             continue
         seen.add(key)
         if key in stored:
             request_hash, body = stored[key]
             if request_hash != entry.request_hash:
-                results.append(BatchResult(entry.key, "refused", problem=Problem("idempotency_key_reused", "this id was already used for a different transfer", "id")))
+                results.append(
+                    BatchResult(
+                        entry.key,
+                        "refused",
+                        problem=Problem(
+                            "idempotency_key_reused",
+                            "this id was already used for a different transfer",
+                            "id",
+                        ),
+                    )
+                )
             else:
                 results.append(BatchResult(entry.key, "replayed", body=body))
             continue
@@ -153,18 +200,35 @@ def post_batch(
             "initiator_id": actor.user_id,
             "status": TransferStatus.POSTED.value,
             "created_at": now,
-            "_versions": (payer_row.version, payer_row.state.balance, payee_row.version, payee_row.state.balance),
+            "_versions": (
+                payer_row.version,
+                payer_row.state.balance,
+                payee_row.version,
+                payee_row.state.balance,
+            ),
         }
         pending.append((len(results), row, movement))
         results.append(None)
 
-    _write(conn, actor=actor, keys=keys, entries=entries, pending=pending, accounts=accounts, results=results, now=now, render=render)
+    _write(
+        conn,
+        actor=actor,
+        keys=keys,
+        entries=entries,
+        pending=pending,
+        accounts=accounts,
+        results=results,
+        now=now,
+        render=render,
+    )
     return [r for r in results if r is not None]
 
 
 def _apply(row: _Row, delta: int) -> None:
     s = row.state
-    row.state = AccountState(s.id, s.ledger_id, s.status, s.balance + delta, s.min_balance, s.max_balance, s.kind)
+    row.state = AccountState(
+        s.id, s.ledger_id, s.status, s.balance + delta, s.min_balance, s.max_balance, s.kind
+    )
     if delta < 0:
         row.debits -= delta
     else:
@@ -231,19 +295,57 @@ def _write(
     idem: list[dict[str, Any]] = []
     for (index, row, movement), db_row in zip(pending, inserted, strict=True):
         payer_version, payer_balance, payee_version, payee_balance = row["_versions"]
-        postings.append({"account_id": movement.payer, "version": payer_version, "transfer_id": db_row.id, "amount": -movement.amount, "balance_after": payer_balance, "posted_at": now})
-        postings.append({"account_id": movement.payee, "version": payee_version, "transfer_id": db_row.id, "amount": movement.amount, "balance_after": payee_balance, "posted_at": now})
+        postings.append(
+            {
+                "account_id": movement.payer,
+                "version": payer_version,
+                "transfer_id": db_row.id,
+                "amount": -movement.amount,
+                "balance_after": payer_balance,
+                "posted_at": now,
+            }
+        )
+        postings.append(
+            {
+                "account_id": movement.payee,
+                "version": payee_version,
+                "transfer_id": db_row.id,
+                "amount": movement.amount,
+                "balance_after": payee_balance,
+                "posted_at": now,
+            }
+        )
         body = render(_record(db_row))
         results[index] = BatchResult(entries[index].key, "posted", body=body)
-        idem.append({"user_id": actor.user_id, "key": keys[index], "request_hash": entries[index].request_hash, "response_status": 201, "response_body": json.dumps(body, separators=(",", ":")), "created_at": now})
+        idem.append(
+            {
+                "user_id": actor.user_id,
+                "key": keys[index],
+                "request_hash": entries[index].request_hash,
+                "response_status": 201,
+                "response_body": json.dumps(body, separators=(",", ":")),
+                "created_at": now,
+            }
+        )
     _insert_rows(conn, t.postings, postings)
     a = t.accounts
     conn.execute(
         sa.update(a)
         .where(a.c.id == sa.bindparam("_id"))
-        .values(balance=sa.bindparam("_balance"), debits=sa.bindparam("_debits"), credits=sa.bindparam("_credits"), version=sa.bindparam("_version")),
+        .values(
+            balance=sa.bindparam("_balance"),
+            debits=sa.bindparam("_debits"),
+            credits=sa.bindparam("_credits"),
+            version=sa.bindparam("_version"),
+        ),
         [
-            {"_id": r.state.id, "_balance": r.state.balance, "_debits": r.debits, "_credits": r.credits, "_version": r.version}
+            {
+                "_id": r.state.id,
+                "_balance": r.state.balance,
+                "_debits": r.debits,
+                "_credits": r.credits,
+                "_version": r.version,
+            }
             for r in sorted(accounts.values(), key=lambda r: r.state.id)
             if r.touched
         ],

@@ -90,9 +90,7 @@ def validate_movement(
         elif account.status is AccountStatus.CLOSED:
             problems.append(Problem("account_closed", f"the {side} account is closed", side))
     if payer is not None and payee is not None and payer.ledger_id != payee.ledger_id:
-        problems.append(
-            Problem("unit_mismatch", "payer and payee belong to different ledgers", "payee")
-        )
+        problems.append(Problem("unit_mismatch", "payer and payee belong to different ledgers", "payee"))
     return problems
 
 
@@ -133,21 +131,15 @@ def limit_problems(payer: AccountState, payee: AccountState, amount: int) -> lis
 
 
 def within_limits(balance: int, min_balance: int | None, max_balance: int | None) -> bool:
-    return (min_balance is None or balance >= min_balance) and (
-        max_balance is None or balance <= max_balance
-    )
+    return (min_balance is None or balance >= min_balance) and (max_balance is None or balance <= max_balance)
 
 
 def validate_limits(min_balance: int | None, max_balance: int | None) -> list[Problem]:
     problems: list[Problem] = []
     if min_balance is not None and min_balance > 0:
-        problems.append(
-            Problem("validation_failed", "min_balance must be zero or negative", "min_balance")
-        )
+        problems.append(Problem("validation_failed", "min_balance must be zero or negative", "min_balance"))
     if max_balance is not None and max_balance < 0:
-        problems.append(
-            Problem("validation_failed", "max_balance must be zero or positive", "max_balance")
-        )
+        problems.append(Problem("validation_failed", "max_balance must be zero or positive", "max_balance"))
     return problems
 
 

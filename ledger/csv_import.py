@@ -115,8 +115,7 @@ def _rows(path: Path, required: Sequence[str]) -> list[tuple[int, dict[str, str]
             missing = [c for c in required if c not in names]
             if missing:
                 raise CsvError(
-                    f"{path.name} lacks the column(s) {', '.join(missing)} "
-                    f"(header: {','.join(required)})"
+                    f"{path.name} lacks the column(s) {', '.join(missing)} (header: {','.join(required)})"
                 )
             out = []
             start = reader.line_num + 1
@@ -169,9 +168,7 @@ def read_members(path: Path) -> tuple[list[MemberRow], list[Rejected]]:
     return rows, rejected
 
 
-def read_transfers(
-    path: Path, *, scale: int, today: date
-) -> tuple[list[TransferRow], list[Rejected]]:
+def read_transfers(path: Path, *, scale: int, today: date) -> tuple[list[TransferRow], list[Rejected]]:
     rows: list[TransferRow] = []
     rejected: list[Rejected] = []
     occurrences: dict[str, int] = {}
@@ -237,9 +234,7 @@ def importing_actor(conn: Connection, *, coop: CoopRecord, email: str | None) ->
     user_id = conn.execute(query).scalar()
     if user_id is None:
         who = email or "anyone"
-        raise DomainError(
-            "forbidden", f"{who} is not a treasurer of {coop.slug}; name one with --as EMAIL"
-        )
+        raise DomainError("forbidden", f"{who} is not a treasurer of {coop.slug}; name one with --as EMAIL")
     roles = tuple(
         CoopRole(r.coop_id, r.slug, r.ledger_id, Role(r.role), r.account_id)
         for r in conn.execute(
@@ -256,9 +251,7 @@ def _member_accounts(conn: Connection, coop_id: int) -> dict[str, int]:
     return {
         r.email: r.account_id
         for r in conn.execute(
-            sa.select(u.c.email, m.c.account_id)
-            .join(u, u.c.id == m.c.user_id)
-            .where(m.c.coop_id == coop_id)
+            sa.select(u.c.email, m.c.account_id).join(u, u.c.id == m.c.user_id).where(m.c.coop_id == coop_id)
         )
     }
 
@@ -310,17 +303,15 @@ class _Stored:
     body: Any
 
 
-def _already_imported(
-    conn: Connection, ledger_id: int, rows: Sequence[TransferRow]
-) -> dict[str, _Stored]:
+def _already_imported(conn: Connection, ledger_id: int, rows: Sequence[TransferRow]) -> dict[str, _Stored]:
     """What this ledger already stored (under any user) for these rows' keys."""
     ik = t.idempotency_keys
     keys = [idempotency_key(ledger_id, r.key) for r in rows]
     found: dict[str, _Stored] = {}
     for start in range(0, len(keys), CHUNK):
-        query = sa.select(
-            ik.c.key, ik.c.request_hash, ik.c.response_status, ik.c.response_body
-        ).where(ik.c.key.in_(keys[start : start + CHUNK]))
+        query = sa.select(ik.c.key, ik.c.request_hash, ik.c.response_status, ik.c.response_body).where(
+            ik.c.key.in_(keys[start : start + CHUNK])
+        )
         for r in conn.execute(query):
             found[r.key] = _Stored(r.request_hash, r.response_status, json.loads(r.response_body))
     return found
@@ -349,9 +340,7 @@ def _remember_refusals(
                     "key": idempotency_key(ledger_id, row.key),
                     "request_hash": row.request_hash,
                     "response_status": REFUSED_STATUS,
-                    "response_body": json.dumps(
-                        {"code": code, "detail": detail}, separators=(",", ":")
-                    ),
+                    "response_body": json.dumps({"code": code, "detail": detail}, separators=(",", ":")),
                     "created_at": now,
                 }
                 for row, code, detail in refused
@@ -455,9 +444,7 @@ def import_transfers(
             ]
             if again:
                 ik = t.idempotency_keys
-                conn.execute(
-                    sa.delete(ik).where(ik.c.key.in_(again), ik.c.response_status == REFUSED_STATUS)
-                )
+                conn.execute(sa.delete(ik).where(ik.c.key.in_(again), ik.c.response_status == REFUSED_STATUS))
             results = post_batch(
                 conn, actor=actor, ledger_id=ledger_id, entries=entries, now=now, render=_render
             )
@@ -468,9 +455,7 @@ def import_transfers(
                     replayed += 1
                 else:
                     problem = result.problem
-                    code, detail = (
-                        (problem.code, problem.detail) if problem else ("refused", "refused")
-                    )
+                    code, detail = (problem.code, problem.detail) if problem else ("refused", "refused")
                     rejected.append(Rejected(file, by_key[result.key].line, code, detail))
                     if code != "idempotency_key_reused":
                         refusals.append((by_key[result.key], code, detail))
@@ -496,13 +481,9 @@ def import_csv(
         coop = accounts.get_coop(conn, slug)
         actor = importing_actor(conn, coop=coop, email=as_email)
     member_rows, member_rejects = read_members(members_csv)
-    transfer_rows, transfer_rejects = read_transfers(
-        transfers_csv, scale=coop.scale, today=now.date()
-    )
+    transfer_rows, transfer_rejects = read_transfers(transfers_csv, scale=coop.scale, today=now.date())
     report = ImportReport()
-    report.rejected += [
-        Rejected(members_csv.name, r.line, r.code, r.detail) for r in member_rejects
-    ]
+    report.rejected += [Rejected(members_csv.name, r.line, r.code, r.detail) for r in member_rejects]
     added, existing, rejected = import_members(
         engine,
         actor=actor,

@@ -36,8 +36,7 @@ def normalise_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     raise DatabaseUrlError(
-        "COMMONS_DATABASE_URL must start with sqlite:/// or postgresql:// "
-        f"(got {url.split(':', 1)[0]!r})"
+        f"COMMONS_DATABASE_URL must start with sqlite:/// or postgresql:// (got {url.split(':', 1)[0]!r})"
     )
 
 
@@ -55,6 +54,7 @@ _SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.We
 
 def _configure_sqlite(engine: Engine) -> None:
     _SQLITE_WRITERS[engine] = threading.RLock()
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Hand transaction control to SQLAlchemy's "begin" event below.

@@ -96,12 +96,8 @@ def _records(conn: Connection, slug: str) -> Iterator[dict[str, Any]]:
     people = sa.union(
         sa.select(m.c.user_id.label("id")).where(m.c.coop_id == coop.id),
         sa.select(a.c.user_id).where(a.c.ledger_id == ledger_id, a.c.user_id.is_not(None)),
-        sa.select(tr.c.initiator_id).where(
-            tr.c.ledger_id == ledger_id, tr.c.initiator_id.is_not(None)
-        ),
-        sa.select(tr.c.resolved_by_id).where(
-            tr.c.ledger_id == ledger_id, tr.c.resolved_by_id.is_not(None)
-        ),
+        sa.select(tr.c.initiator_id).where(tr.c.ledger_id == ledger_id, tr.c.initiator_id.is_not(None)),
+        sa.select(tr.c.resolved_by_id).where(tr.c.ledger_id == ledger_id, tr.c.resolved_by_id.is_not(None)),
         sa.select(seal_table.c.created_by_id).where(
             seal_table.c.coop_id == coop.id, seal_table.c.created_by_id.is_not(None)
         ),
@@ -120,15 +116,11 @@ def _records(conn: Connection, slug: str) -> Iterator[dict[str, Any]]:
         ("transfer", sa.select(tr).where(tr.c.ledger_id == ledger_id).order_by(tr.c.id)),
         (
             "posting",
-            sa.select(p)
-            .where(p.c.account_id.in_(ledger_accounts))
-            .order_by(p.c.account_id, p.c.version),
+            sa.select(p).where(p.c.account_id.in_(ledger_accounts)).order_by(p.c.account_id, p.c.version),
         ),
         (
             "seal",
-            sa.select(seal_table)
-            .where(seal_table.c.coop_id == coop.id)
-            .order_by(seal_table.c.period),
+            sa.select(seal_table).where(seal_table.c.coop_id == coop.id).order_by(seal_table.c.period),
         ),
     ]
     for kind, query in queries:
@@ -203,9 +195,7 @@ def inspect_file(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
         kind = record["type"]
         if header is None:
             if kind != FORMAT:
-                raise ImportRefusedError(
-                    f"{path} is not a Commons export (line 1 has type {kind!r})"
-                )
+                raise ImportRefusedError(f"{path} is not a Commons export (line 1 has type {kind!r})")
             if record.get("version") != VERSION:
                 raise ImportRefusedError(
                     f"export format version {record.get('version')!r} is not supported "
@@ -295,9 +285,7 @@ def _insert(conn: Connection, kind: str, rows: list[dict[str, Any]]) -> None:
         ) from exc
 
 
-def _flush(
-    conn: Connection, kind: str, rows: list[dict[str, Any]], progress: Progress | None
-) -> None:
+def _flush(conn: Connection, kind: str, rows: list[dict[str, Any]], progress: Progress | None) -> None:
     _insert(conn, kind, rows)
     if progress is not None:
         progress(len(rows))
@@ -339,7 +327,5 @@ def import_file(engine: Engine, path: Path, *, progress: Progress | None = None)
         coop = accounts.get_coop(conn, slug)
         _, findings = coop_findings(conn, coop)
         if findings:
-            raise ImportRefusedError(
-                "the imported co-op does not verify; nothing was imported", findings
-            )
+            raise ImportRefusedError("the imported co-op does not verify; nothing was imported", findings)
     return summary

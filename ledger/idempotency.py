@@ -165,7 +165,9 @@ def run_idempotent(
             if stored is not None:
                 return stored
             status, body = command(conn)
-            store(conn, user_id=user_id, key=key, request_hash=request_hash, status=status, body=body, now=now)
+            store(
+                conn, user_id=user_id, key=key, request_hash=request_hash, status=status, body=body, now=now
+            )
             return StoredResponse(status, body, replayed=False)
     except IntegrityError as exc:
         # The unique key backs the advisory lock: two writers of one key cannot both commit.

@@ -36,24 +36,18 @@ class Ledger(SQLModel, table=True):
 class Account(SQLModel, table=True):
     __tablename__ = "accounts"
     __table_args__ = (
-        sa.CheckConstraint(
-            "min_balance IS NULL OR balance >= min_balance", name="ck_accounts_min_balance"
-        ),
-        sa.CheckConstraint(
-            "max_balance IS NULL OR balance <= max_balance", name="ck_accounts_max_balance"
-        ),
+        sa.CheckConstraint("min_balance IS NULL OR balance >= min_balance", name="ck_accounts_min_balance"),
+        sa.CheckConstraint("max_balance IS NULL OR balance <= max_balance", name="ck_accounts_max_balance"),
         sa.CheckConstraint("debits >= 0 AND credits >= 0", name="ck_accounts_counters"),
         sa.CheckConstraint("balance = credits - debits", name="ck_accounts_balance"),
-        sa.CheckConstraint(
-            "status IN ('active', 'frozen', 'closed')", name="ck_accounts_status"
-        ),
-        sa.CheckConstraint(
-            "kind IN ('member', 'coop', 'federation')", name="ck_accounts_kind"
-        ),
+        sa.CheckConstraint("status IN ('active', 'frozen', 'closed')", name="ck_accounts_status"),
+        sa.CheckConstraint("kind IN ('member', 'coop', 'federation')", name="ck_accounts_kind"),
     )
 
     id: int | None = Field(default=None, sa_column=_pk())
-    ledger_id: int = Field(sa_column=sa.Column(BigId, sa.ForeignKey("ledgers.id"), nullable=False, index=True))
+    ledger_id: int = Field(
+        sa_column=sa.Column(BigId, sa.ForeignKey("ledgers.id"), nullable=False, index=True)
+    )
     kind: str = Field(max_length=16)
     holder: str = Field(max_length=200)
     user_id: int | None = Field(

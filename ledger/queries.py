@@ -70,13 +70,19 @@ def decode_cursor(cursor: str | None) -> int | None:
         return int(base64.urlsafe_b64decode(padded.encode()).decode())
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise DomainError(
-            "validation_failed", "the cursor is not one this server handed out", [Problem("validation_failed", "bad cursor", "cursor")]
+            "validation_failed",
+            "the cursor is not one this server handed out",
+            [Problem("validation_failed", "bad cursor", "cursor")],
         ) from exc
 
 
 def check_limit(limit: int) -> int:
     if not 1 <= limit <= MAX_PAGE:
-        raise DomainError("validation_failed", f"limit must be between 1 and {MAX_PAGE}", [Problem("validation_failed", "out of range", "limit")])
+        raise DomainError(
+            "validation_failed",
+            f"limit must be between 1 and {MAX_PAGE}",
+            [Problem("validation_failed", "out of range", "limit")],
+        )
     return limit
 
 
@@ -172,9 +178,7 @@ def list_postings(
         query = query.where(p.c.posted_at < end)
     if cursor is not None:
         query = query.where(p.c.version < cursor if descending else p.c.version > cursor)
-    rows = [
-        PostingView(**{**r._mapping, "posted_at": utc(r.posted_at)}) for r in conn.execute(query)
-    ]
+    rows = [PostingView(**{**r._mapping, "posted_at": utc(r.posted_at)}) for r in conn.execute(query)]
     return _page(rows, limit, key=lambda v: v.version)
 
 
@@ -231,7 +235,9 @@ def last_activity(conn: Connection, ledger_id: int) -> dict[int, datetime]:
 
 
 def ledger_unit(conn: Connection, ledger_id: int) -> tuple[str, int]:
-    row = conn.execute(sa.select(t.ledgers.c.unit_code, t.ledgers.c.scale).where(t.ledgers.c.id == ledger_id)).one()
+    row = conn.execute(
+        sa.select(t.ledgers.c.unit_code, t.ledgers.c.scale).where(t.ledgers.c.id == ledger_id)
+    ).one()
     return str(row.unit_code), int(row.scale)
 
 
@@ -264,7 +270,10 @@ def account_scale(conn: Connection, *account_ids: int) -> int:
 
 def ledger_balances(conn: Connection, ledger_id: int) -> dict[int, int]:
     a = t.accounts
-    return {r.id: r.balance for r in conn.execute(sa.select(a.c.id, a.c.balance).where(a.c.ledger_id == ledger_id))}
+    return {
+        r.id: r.balance
+        for r in conn.execute(sa.select(a.c.id, a.c.balance).where(a.c.ledger_id == ledger_id))
+    }
 
 
 def update_account(

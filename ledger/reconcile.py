@@ -59,9 +59,7 @@ def snapshot(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
-def treasurer_coop(
-    conn: Connection, *, actor: Actor, slug: str, action: str = "see this"
-) -> CoopRecord:
+def treasurer_coop(conn: Connection, *, actor: Actor, slug: str, action: str = "see this") -> CoopRecord:
     """The co-op, if the actor is one of its treasurers; `forbidden` otherwise."""
     coop = accounts.get_coop(conn, slug)
     accounts.require_coop_reader(actor, coop)
@@ -203,24 +201,20 @@ def federation_position(conn: Connection, coop: CoopRecord) -> FederationPositio
     if member is None:
         return None
     federation = conn.execute(
-        sa.select(
-            t.federations.c.slug, t.federations.c.unit_code, t.federations.c.unit_scale
-        ).where(t.federations.c.id == member.federation_id)
+        sa.select(t.federations.c.slug, t.federations.c.unit_code, t.federations.c.unit_scale).where(
+            t.federations.c.id == member.federation_id
+        )
     ).one()
     balances = dict(
         conn.execute(
-            sa.select(a.c.id, a.c.balance).where(
-                a.c.id.in_([member.mirror_account_id, member.account_id])
-            )
+            sa.select(a.c.id, a.c.balance).where(a.c.id.in_([member.mirror_account_id, member.account_id]))
         ).all()
     )
     shift = Fraction(10) ** (federation.unit_scale - coop.scale)
     mirror_from_payments = from_payments = 0
     exact = Fraction(0)
     paid = conn.execute(
-        sa.select(
-            cp.c.payer_amount, cp.c.federation_amount, cp.c.payer_rate_num, cp.c.payer_rate_den
-        )
+        sa.select(cp.c.payer_amount, cp.c.federation_amount, cp.c.payer_rate_num, cp.c.payer_rate_den)
         .join(tr, tr.c.id == cp.c.payer_transfer_id)
         .where(tr.c.payee_id == member.mirror_account_id)
     )
@@ -229,9 +223,7 @@ def federation_position(conn: Connection, coop: CoopRecord) -> FederationPositio
         from_payments -= r.federation_amount
         exact -= Fraction(r.payer_amount * r.payer_rate_num, r.payer_rate_den) * shift
     received = conn.execute(
-        sa.select(
-            cp.c.payee_amount, cp.c.federation_amount, cp.c.payee_rate_num, cp.c.payee_rate_den
-        )
+        sa.select(cp.c.payee_amount, cp.c.federation_amount, cp.c.payee_rate_num, cp.c.payee_rate_den)
         .join(tr, tr.c.id == cp.c.payee_transfer_id)
         .where(tr.c.payer_id == member.mirror_account_id)
     )
@@ -405,13 +397,11 @@ def _balance_findings(subject: str, checks: list[AccountCheck], scale: int) -> l
         ]
         if "debits" in diffs:
             parts.append(
-                f"debits {_fmt(c.debits, scale)} cached, "
-                f"{_fmt(c.postings_debits, scale)} in postings"
+                f"debits {_fmt(c.debits, scale)} cached, {_fmt(c.postings_debits, scale)} in postings"
             )
         if "credits" in diffs:
             parts.append(
-                f"credits {_fmt(c.credits, scale)} cached, "
-                f"{_fmt(c.postings_credits, scale)} in postings"
+                f"credits {_fmt(c.credits, scale)} cached, {_fmt(c.postings_credits, scale)} in postings"
             )
         if "version" in diffs:
             parts.append(f"version {c.version} vs last posting {c.last_version}")
@@ -438,9 +428,7 @@ def _limit_breaches(checks: list[AccountCheck]) -> tuple[list[LimitBreach], list
     return beyond, at
 
 
-def posting_chain_findings(
-    conn: Connection, ledger_id: int, subject: str, scale: int
-) -> list[Finding]:
+def posting_chain_findings(conn: Connection, ledger_id: int, subject: str, scale: int) -> list[Finding]:
     """The first posting of each account where versions skip or balance_after stops adding up."""
     p = t.postings
     inner = (
@@ -582,15 +570,11 @@ def ledger_integrity(
     from_postings = sum(c.postings_sum for c in checks)
     if cached != 0:
         findings.append(
-            Finding(
-                "ledger_not_zero", subject, f"cached balances sum to {_fmt(cached, scale)}, not 0"
-            )
+            Finding("ledger_not_zero", subject, f"cached balances sum to {_fmt(cached, scale)}, not 0")
         )
     if from_postings != 0:
         findings.append(
-            Finding(
-                "ledger_not_zero", subject, f"postings sum to {_fmt(from_postings, scale)}, not 0"
-            )
+            Finding("ledger_not_zero", subject, f"postings sum to {_fmt(from_postings, scale)}, not 0")
         )
     findings += _balance_findings(subject, checks, scale)
     beyond, _ = _limit_breaches(checks)
@@ -622,9 +606,7 @@ def pending_claims(conn: Connection, *, ledger_id: int, now: datetime) -> list[P
             tr.c.created_at,
             tr.c.expires_at,
         )
-        .select_from(
-            tr.join(payer, payer.c.id == tr.c.payer_id).join(payee, payee.c.id == tr.c.payee_id)
-        )
+        .select_from(tr.join(payer, payer.c.id == tr.c.payer_id).join(payee, payee.c.id == tr.c.payee_id))
         .where(tr.c.ledger_id == ledger_id, tr.c.status == TransferStatus.PENDING.value)
         .order_by(tr.c.created_at, tr.c.id)
     )
@@ -651,9 +633,7 @@ def pending_claims(conn: Connection, *, ledger_id: int, now: datetime) -> list[P
 
 def coop_findings(conn: Connection, coop: CoopRecord) -> tuple[list[AccountCheck], list[Finding]]:
     """Integrity of the co-op's ledger and of its seals."""
-    checks, findings = ledger_integrity(
-        conn, ledger_id=coop.ledger_id, subject=coop.slug, scale=coop.scale
-    )
+    checks, findings = ledger_integrity(conn, ledger_id=coop.ledger_id, subject=coop.slug, scale=coop.scale)
     return checks, findings + verify_coop_seals(conn, coop)
 
 
@@ -673,9 +653,7 @@ def reconciliation_report(
     transfer_count = conn.execute(
         sa.select(sa.func.count()).where(t.transfers.c.ledger_id == coop.ledger_id)
     ).scalar_one()
-    seal_count = conn.execute(
-        sa.select(sa.func.count()).where(seal_table.c.coop_id == coop.id)
-    ).scalar_one()
+    seal_count = conn.execute(sa.select(sa.func.count()).where(seal_table.c.coop_id == coop.id)).scalar_one()
     return ReconciliationReport(
         coop=coop.slug,
         unit_code=coop.unit_code,

@@ -264,9 +264,7 @@ def valid_digest(text: str) -> bool:
     return isinstance(text, str) and _HEX64.fullmatch(text) is not None
 
 
-def compute_digest(
-    header: SealHeader, previous_digest: str, transfers: Iterable[SealTransfer]
-) -> SealDigest:
+def compute_digest(header: SealHeader, previous_digest: str, transfers: Iterable[SealTransfer]) -> SealDigest:
     """Chain one period onto `previous_digest`. `transfers` must come in ascending id order."""
     if not valid_digest(previous_digest):
         raise ValueError("previous_digest must be 64 lowercase hex characters")
@@ -302,9 +300,7 @@ def sealing_problems(
     """
     problems: list[Problem] = []
     if period < opened:
-        problems.append(
-            Problem("validation_failed", f"the co-op's ledger starts in {opened}", "period")
-        )
+        problems.append(Problem("validation_failed", f"the co-op's ledger starts in {opened}", "period"))
     if not period.is_over(now):
         problems.append(
             Problem(
@@ -344,8 +340,7 @@ def chain_findings(coop: str, stored: Sequence[StoredSeal]) -> list[Finding]:
                 Finding(
                     "seal_chain_broken",
                     f"{coop} seal {seal.period}",
-                    f"chained to {seal.previous_digest[:16]}… but the seal before it is "
-                    f"{previous[:16]}…",
+                    f"chained to {seal.previous_digest[:16]}… but the seal before it is {previous[:16]}…",
                 )
             )
         previous = seal.digest

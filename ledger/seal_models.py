@@ -21,14 +21,10 @@ class Seal(SQLModel, table=True):
         sa.UniqueConstraint("coop_id", "previous_digest", name="uq_seals_coop_previous"),
         sa.CheckConstraint("transfer_count >= 0 AND posting_count >= 0", name="ck_seals_counts"),
         sa.CheckConstraint("period_end > period_start", name="ck_seals_period"),
-        sa.CheckConstraint(
-            "length(digest) = 64 AND length(previous_digest) = 64", name="ck_seals_digests"
-        ),
+        sa.CheckConstraint("length(digest) = 64 AND length(previous_digest) = 64", name="ck_seals_digests"),
     )
 
-    id: int | None = Field(
-        default=None, sa_column=sa.Column(BigId, primary_key=True, autoincrement=True)
-    )
+    id: int | None = Field(default=None, sa_column=sa.Column(BigId, primary_key=True, autoincrement=True))
     coop_id: int = Field(sa_column=sa.Column(BigId, sa.ForeignKey("coops.id"), nullable=False))
     period: str = Field(sa_column=sa.Column(sa.String(7), nullable=False))
     period_start: datetime

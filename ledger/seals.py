@@ -75,9 +75,7 @@ def _final_facts(ledger_id: int, start: datetime | None, end: datetime | None) -
     return conditions
 
 
-def load_facts(
-    conn: Connection, *, ledger_id: int, start: datetime, end: datetime
-) -> Iterator[SealTransfer]:
+def load_facts(conn: Connection, *, ledger_id: int, start: datetime, end: datetime) -> Iterator[SealTransfer]:
     """The final facts of [start, end) in ascending id, each with its postings, chunk by chunk."""
     tr, p = t.transfers, t.postings
     last_id = 0
@@ -129,9 +127,7 @@ def load_facts(
             )
 
 
-def compute_seal(
-    conn: Connection, *, coop: CoopRecord, period: Period, previous_digest: str
-) -> SealDigest:
+def compute_seal(conn: Connection, *, coop: CoopRecord, period: Period, previous_digest: str) -> SealDigest:
     header = SealHeader(coop.slug, period, coop.unit_code, coop.scale)
     facts = load_facts(conn, ledger_id=coop.ledger_id, start=period.start, end=period.end)
     return compute_digest(header, previous_digest, facts)
@@ -163,9 +159,7 @@ def seal_for(conn: Connection, *, coop_id: int, period: Period) -> StoredSeal | 
 
 
 def coop_opened(conn: Connection, coop_id: int) -> Period:
-    created = conn.execute(
-        sa.select(t.coops.c.created_at).where(t.coops.c.id == coop_id)
-    ).scalar_one()
+    created = conn.execute(sa.select(t.coops.c.created_at).where(t.coops.c.id == coop_id)).scalar_one()
     return Period.of(created)
 
 
@@ -213,9 +207,7 @@ def _view(coop: CoopRecord, seal: StoredSeal) -> SealView:
     )
 
 
-def seal_period(
-    engine: Engine, *, actor: Actor | None, slug: str, period: Period, now: datetime
-) -> SealView:
+def seal_period(engine: Engine, *, actor: Actor | None, slug: str, period: Period, now: datetime) -> SealView:
     """Seal one month of a co-op (treasurer; `actor=None` is the operator's CLI).
 
     Refused with `period_not_over`, `already_sealed` or `seal_out_of_order` (see
@@ -245,10 +237,7 @@ def seal_period(
         with write_transaction(engine) as conn:
             s = seal_table
             current = conn.execute(
-                sa.select(s.c.digest)
-                .where(s.c.coop_id == coop.id)
-                .order_by(s.c.period.desc())
-                .limit(1)
+                sa.select(s.c.digest).where(s.c.coop_id == coop.id).order_by(s.c.period.desc()).limit(1)
             ).scalar()
             if current != (latest.digest if latest else None):
                 raise DomainError(
@@ -316,9 +305,7 @@ def verify_coop_seals(conn: Connection, coop: CoopRecord) -> list[Finding]:
     gap_start: datetime | None = None
     for seal in sealed:
         if gap_start is None or gap_start < seal.period.start:
-            found = earliest_fact(
-                conn, ledger_id=coop.ledger_id, start=gap_start, end=seal.period.start
-            )
+            found = earliest_fact(conn, ledger_id=coop.ledger_id, start=gap_start, end=seal.period.start)
             if found is not None:
                 moment, first_id, count = found
                 findings.append(

@@ -25,12 +25,12 @@ from ledger import tables as t
 from ledger.amounts import ABSOLUTE_MAX_AMOUNT
 from ledger.core import (
     AccountKind,
-    member_movement_problems,
     AccountState,
     AccountStatus,
     Movement,
     TransferStatus,
     limit_problems,
+    member_movement_problems,
     validate_movement,
     validate_text,
 )
@@ -117,7 +117,13 @@ def load_account_states(conn: Connection, ids: Sequence[int]) -> dict[int, Accou
     rows = conn.execute(_LOAD_STATES, {"state_ids": sorted(set(ids))})  # built once, see _DEBIT
     return {
         r.id: AccountState(
-            r.id, r.ledger_id, AccountStatus(r.status), r.balance, r.min_balance, r.max_balance, AccountKind(r.kind)
+            r.id,
+            r.ledger_id,
+            AccountStatus(r.status),
+            r.balance,
+            r.min_balance,
+            r.max_balance,
+            AccountKind(r.kind),
         )
         for r in rows
     }
@@ -161,10 +167,7 @@ _DEBIT = _move_statement(debit=True)
 _CREDIT = _move_statement(debit=False)
 _POSTING_COLUMNS = ("account_id", "version", "transfer_id", "amount", "balance_after", "posted_at")
 _INSERT_POSTING_PAIR = sa.insert(t.postings).values(
-    [
-        {c: sa.bindparam(f"{c}_{n}", type_=t.postings.c[c].type) for c in _POSTING_COLUMNS}
-        for n in (0, 1)
-    ]
+    [{c: sa.bindparam(f"{c}_{n}", type_=t.postings.c[c].type) for c in _POSTING_COLUMNS} for n in (0, 1)]
 )
 _INSERT_TRANSFER = sa.insert(t.transfers).returning(*t.transfers.c)
 
@@ -176,9 +179,7 @@ def _move(conn: Connection, *, account_id: int, delta: int) -> tuple[int, int] |
     return None if row is None else (row.balance, row.version)
 
 
-def _refusal(
-    conn: Connection, movement: Movement, *, moved: dict[int, int], refused: int
-) -> DomainError:
+def _refusal(conn: Connection, movement: Movement, *, moved: dict[int, int], refused: int) -> DomainError:
     """Explain why a conditional update matched no row, from the rows as they are now.
 
     `moved` holds the deltas this transaction already applied (the lower account id goes
@@ -256,9 +257,7 @@ def create_transfer(
     states = load_account_states(conn, [movement.payer, movement.payee])
     payer, payee = states.get(movement.payer), states.get(movement.payee)
     if payer is not None and payee is not None and payer.ledger_id != payee.ledger_id:
-        crossed = _across_ledgers(
-            conn, actor=actor, request=request, payer=payer, payee=payee, now=now
-        )
+        crossed = _across_ledgers(conn, actor=actor, request=request, payer=payer, payee=payee, now=now)
         if crossed is not None:
             return crossed
     known_ledgers = {s.ledger_id for s in (payer, payee) if s is not None}
@@ -297,9 +296,7 @@ def create_transfer(
             "status": status.value,
             "created_at": now,
             "expires_at": (
-                now + timedelta(days=policy.claim_expiry_days)
-                if status is TransferStatus.PENDING
-                else None
+                now + timedelta(days=policy.claim_expiry_days) if status is TransferStatus.PENDING else None
             ),
         },
     )
@@ -390,7 +387,9 @@ def reverse_transfer(
     if not actor.is_treasurer_of_ledger(original.ledger_id):
         raise not_yours(actor, original, "only a treasurer of the co-op may reverse a transfer")
     if original.status != TransferStatus.POSTED.value:
-        raise DomainError("not_reversible", f"only posted transfers can be reversed (this one is {original.status})")
+        raise DomainError(
+            "not_reversible", f"only posted transfers can be reversed (this one is {original.status})"
+        )
     if original.reverses_id is not None:
         raise DomainError("not_reversible", "a reversal cannot itself be reversed")
     states = load_account_states(conn, [original.payer_id, original.payee_id])

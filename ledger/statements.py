@@ -158,9 +158,7 @@ def _sums_before(
     query = query.where(
         p.c.account_id.in_(account_ids)
         if account_ids is not None
-        else p.c.account_id.in_(
-            sa.select(t.accounts.c.id).where(t.accounts.c.ledger_id == ledger_id)
-        )
+        else p.c.account_id.in_(sa.select(t.accounts.c.id).where(t.accounts.c.ledger_id == ledger_id))
     )
     return {int(r[0]): int(r[1]) for r in conn.execute(query)}
 
@@ -178,9 +176,7 @@ def build_statements(
     """Statements of every account of a ledger (or of `account_ids`) for one month."""
     a, p, tr = t.accounts, t.postings, t.transfers
     unit_code, scale = queries.ledger_unit(conn, ledger_id)
-    account_query = (
-        sa.select(a.c.id, a.c.holder, a.c.kind).where(a.c.ledger_id == ledger_id).order_by(a.c.id)
-    )
+    account_query = sa.select(a.c.id, a.c.holder, a.c.kind).where(a.c.ledger_id == ledger_id).order_by(a.c.id)
     if account_ids is not None:
         account_query = account_query.where(a.c.id.in_(account_ids))
     holders = {r.id: (r.holder, r.kind) for r in conn.execute(account_query)}
@@ -203,9 +199,7 @@ def build_statements(
             counterparty_id.label("counterparty_id"),
             other.c.holder.label("counterparty"),
         )
-        .select_from(
-            p.join(tr, tr.c.id == p.c.transfer_id).outerjoin(other, other.c.id == counterparty_id)
-        )
+        .select_from(p.join(tr, tr.c.id == p.c.transfer_id).outerjoin(other, other.c.id == counterparty_id))
         .where(p.c.posted_at >= period.start, p.c.posted_at < period.end)
         .order_by(p.c.account_id, p.c.version)
     )
@@ -287,9 +281,7 @@ def coop_statements(
     )
 
 
-def trial_balance(
-    conn: Connection, *, actor: Actor | None, slug: str, at: datetime
-) -> TrialBalance:
+def trial_balance(conn: Connection, *, actor: Actor | None, slug: str, at: datetime) -> TrialBalance:
     """Every account's balance, debits and credits at a moment, from the postings (treasurer)."""
     coop = (
         treasurer_coop(conn, actor=actor, slug=slug, action="read the trial balance")
@@ -492,7 +484,5 @@ def trial_balance_csv(tb: TrialBalance) -> bytes:
                 fmt(r.max_balance),
             ]
         )
-    rows.append(
-        ["total", "", "", "", fmt(tb.total_debits), fmt(tb.total_credits), fmt(tb.total), "", ""]
-    )
+    rows.append(["total", "", "", "", fmt(tb.total_debits), fmt(tb.total_credits), fmt(tb.total), "", ""])
     return _csv(rows)

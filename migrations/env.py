@@ -21,7 +21,7 @@ from sqlmodel import SQLModel
 # the tables imported here.
 import accounts.models  # noqa: F401
 import clearing.models  # noqa: F401
-import ledger.models  # noqa: F401
+import ledger.models
 import ledger.seal_models  # noqa: F401
 from ledger.db import make_engine, normalise_url
 

@@ -48,16 +48,10 @@ def imports_of(module: str) -> set[str]:
             found.add(base)
             # `from ledger import errors` imports the submodule ledger.errors
             found.update(
-                f"{base}.{alias.name}"
-                for alias in node.names
-                if module_path(f"{base}.{alias.name}").exists()
+                f"{base}.{alias.name}" for alias in node.names if module_path(f"{base}.{alias.name}").exists()
             )
         elif isinstance(node, ast.Call):
-            name = (
-                node.func.attr
-                if isinstance(node.func, ast.Attribute)
-                else getattr(node.func, "id", "")
-            )
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
             if name in {"import_module", "__import__"} and node.args:
                 arg = node.args[0]
                 if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
@@ -105,9 +99,7 @@ def test_ledger_core_imports_only_the_standard_library(module: str) -> None:
         and top(m) != "__future__"
         and m not in closure(LEDGER_CORE, within="ledger")
     )
-    assert not outside, (
-        f"{module} reaches beyond the standard library and the ledger core: {outside}"
-    )
+    assert not outside, f"{module} reaches beyond the standard library and the ledger core: {outside}"
 
 
 @pytest.mark.parametrize("module", sorted(closure(CLEARING_CORE, within="clearing")))
@@ -119,9 +111,7 @@ def test_clearing_engine_has_no_io_clock_or_logging(module: str) -> None:
     assert not project, f"{module} depends on {project}; the engine works on plain data"
 
 
-def test_the_checker_sees_forbidden_imports(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_checker_sees_forbidden_imports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A module that reaches for the database in any of the usual ways is caught."""
     source = (
         "import logging\n"

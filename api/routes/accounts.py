@@ -7,7 +7,8 @@ from litestar.params import Parameter
 from sqlalchemy.engine import Connection
 
 from accounts.actor import Actor
-from api import present, schemas as s
+from api import present
+from api import schemas as s
 from api.runtime import Runtime
 from ledger import queries
 from ledger.errors import DomainError
@@ -20,7 +21,9 @@ class AccountController(Controller):
     @get("/{account_id:str}", sync_to_thread=True)
     def read(self, account_id: str, actor: Actor, runtime: Runtime) -> s.AccountOut:
         aid = present.id_in(account_id)
-        return present.account(runtime.read(lambda conn: queries.account_for_reader(conn, actor=actor, account_id=aid)))
+        return present.account(
+            runtime.read(lambda conn: queries.account_for_reader(conn, actor=actor, account_id=aid))
+        )
 
     @patch("/{account_id:str}", sync_to_thread=True)
     def update(self, account_id: str, data: s.AccountPatch, actor: Actor, runtime: Runtime) -> s.AccountOut:
@@ -36,7 +39,9 @@ class AccountController(Controller):
                         raise DomainError("validation_failed", "status cannot be null")
                     changes[name] = value
                 else:
-                    changes[name] = present.optional_amount_in(value, scale=view.scale, field=name, allow_negative=True)
+                    changes[name] = present.optional_amount_in(
+                        value, scale=view.scale, field=name, allow_negative=True
+                    )
             return queries.update_account(conn, actor=actor, account_id=aid, changes=changes)
 
         return present.account(runtime.write(fn))
@@ -69,7 +74,9 @@ class AccountController(Controller):
                 limit=queries.check_limit(limit),
                 descending=order == "desc",
             )
-            return s.PostingPage(items=[present.posting(p, scale=view.scale) for p in rows], next_cursor=present.cursor(last))
+            return s.PostingPage(
+                items=[present.posting(p, scale=view.scale) for p in rows], next_cursor=present.cursor(last)
+            )
 
         return runtime.read(fn)
 
@@ -81,6 +88,8 @@ class AccountController(Controller):
         def fn(conn: Connection) -> s.BalanceOut:
             view = queries.account_for_reader(conn, actor=actor, account_id=aid)
             amount = queries.balance_at(conn, account_id=aid, at=moment)
-            return s.BalanceOut(account=str(aid), at=moment, balance=present.format_amount(amount, scale=view.scale))
+            return s.BalanceOut(
+                account=str(aid), at=moment, balance=present.format_amount(amount, scale=view.scale)
+            )
 
         return runtime.read(fn)

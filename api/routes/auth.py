@@ -17,7 +17,9 @@ from ledger.errors import DomainError
 
 
 def _pair(pair: accounts.TokenPair) -> s.TokenResponse:
-    return s.TokenResponse(access_token=pair.access_token, expires_in=pair.expires_in, refresh_token=pair.refresh_token)
+    return s.TokenResponse(
+        access_token=pair.access_token, expires_in=pair.expires_in, refresh_token=pair.refresh_token
+    )
 
 
 class AuthController(Controller):
@@ -30,17 +32,23 @@ class AuthController(Controller):
         status_code=200,
         raises=[NotAuthorizedException, TooManyRequestsException],
     )
-    def token(self, request: Request[Any, Any, Any], data: s.TokenRequest, runtime: Runtime) -> s.TokenResponse:
+    def token(
+        self, request: Request[Any, Any, Any], data: s.TokenRequest, runtime: Runtime
+    ) -> s.TokenResponse:
         """Sign in. Repeated failures for one account, or many attempts from one address, get 429."""
         email = accounts.normalise_email(data.email)
         client = request.client.host if request.client else "unknown"
         wait = runtime.login_limiter.check(email=email, client=client)
         if wait is not None:
-            raise DomainError("rate_limited", "too many sign-in attempts; wait and try again", extra={"retry_after": wait})
+            raise DomainError(
+                "rate_limited", "too many sign-in attempts; wait and try again", extra={"retry_after": wait}
+            )
         now = runtime.clock()
         try:
             pair = runtime.write(
-                lambda conn: accounts.login(conn, email=email, password=data.password, secret=runtime.settings.secret_key, now=now)
+                lambda conn: accounts.login(
+                    conn, email=email, password=data.password, secret=runtime.settings.secret_key, now=now
+                )
             )
         except DomainError:
             runtime.login_limiter.record(email=email, client=client, success=False)
@@ -65,7 +73,12 @@ class AuthController(Controller):
             raise outcome
         return _pair(outcome)
 
-    @post("/logout", sync_to_thread=True, status_code=204, dependencies={"actor": Provide(provide_actor, sync_to_thread=True)})
+    @post(
+        "/logout",
+        sync_to_thread=True,
+        status_code=204,
+        dependencies={"actor": Provide(provide_actor, sync_to_thread=True)},
+    )
     def logout(self, actor: Actor, runtime: Runtime) -> None:
         now = runtime.clock()
         runtime.write(lambda conn: accounts.revoke_all_sessions(conn, user_id=actor.user_id, now=now))
@@ -86,11 +99,15 @@ class AuthController(Controller):
         client = request.client.host if request.client else "unknown"
         wait = runtime.login_limiter.check(email=email, client=client)
         if wait is not None:
-            raise DomainError("rate_limited", "too many password attempts; wait and try again", extra={"retry_after": wait})
+            raise DomainError(
+                "rate_limited", "too many password attempts; wait and try again", extra={"retry_after": wait}
+            )
         now = runtime.clock()
         try:
             runtime.write(
-                lambda conn: accounts.change_password(conn, user_id=actor.user_id, current=data.current_password, new=data.new_password, now=now)
+                lambda conn: accounts.change_password(
+                    conn, user_id=actor.user_id, current=data.current_password, new=data.new_password, now=now
+                )
             )
         except DomainError as exc:
             if exc.code == "invalid_credentials":
@@ -98,7 +115,12 @@ class AuthController(Controller):
             raise
 
 
-@get("/me", sync_to_thread=True, tags=["auth"], dependencies={"actor": Provide(provide_actor, sync_to_thread=True)})
+@get(
+    "/me",
+    sync_to_thread=True,
+    tags=["auth"],
+    dependencies={"actor": Provide(provide_actor, sync_to_thread=True)},
+)
 def me(actor: Actor, runtime: Runtime) -> s.MeOut:
     profile = runtime.read(lambda conn: accounts.user_profile(conn, actor.user_id))
     return s.MeOut(
@@ -106,5 +128,7 @@ def me(actor: Actor, runtime: Runtime) -> s.MeOut:
         email=str(profile["email"]),
         name=str(profile["name"]),
         is_admin=bool(profile["is_admin"]),
-        memberships=[s.MembershipOut(coop=r.slug, role=r.role.value, account_id=str(r.account_id)) for r in actor.roles],
+        memberships=[
+            s.MembershipOut(coop=r.slug, role=r.role.value, account_id=str(r.account_id)) for r in actor.roles
+        ],
     )

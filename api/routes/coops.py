@@ -8,7 +8,8 @@ from sqlalchemy.engine import Connection
 
 from accounts import service as accounts
 from accounts.actor import Actor, Role
-from api import present, schemas as s
+from api import present
+from api import schemas as s
 from api.runtime import Runtime
 from ledger import queries
 from ledger.amounts import ABSOLUTE_MAX_AMOUNT
@@ -24,8 +25,12 @@ class CoopController(Controller):
     @post("/", sync_to_thread=True, status_code=201)
     def create(self, data: s.CoopCreate, actor: Actor, runtime: Runtime) -> s.CoopOut:
         scale = data.unit.scale
-        lo = present.optional_amount_in(data.default_min_balance, scale=scale, field="default_min_balance", allow_negative=True)
-        hi = present.optional_amount_in(data.default_max_balance, scale=scale, field="default_max_balance", allow_negative=True)
+        lo = present.optional_amount_in(
+            data.default_min_balance, scale=scale, field="default_min_balance", allow_negative=True
+        )
+        hi = present.optional_amount_in(
+            data.default_max_balance, scale=scale, field="default_max_balance", allow_negative=True
+        )
         max_transfer = (
             present.amount_in(data.max_transfer_amount, scale=scale, field="max_transfer_amount")
             if data.max_transfer_amount is not None
@@ -66,7 +71,9 @@ class CoopController(Controller):
             for name in data.model_fields_set:
                 value = getattr(data, name)
                 if name in {"default_min_balance", "default_max_balance"}:
-                    changes[name] = present.optional_amount_in(value, scale=coop.scale, field=name, allow_negative=True)
+                    changes[name] = present.optional_amount_in(
+                        value, scale=coop.scale, field=name, allow_negative=True
+                    )
                 elif name == "max_transfer_amount":
                     if value is None:
                         raise DomainError("validation_failed", "max_transfer_amount cannot be removed")
@@ -84,7 +91,14 @@ class CoopController(Controller):
         now = runtime.clock()
         user_id, account_id, role = runtime.write(
             lambda conn: accounts.add_member(
-                conn, actor=actor, slug=slug, email=data.email, name=data.name, role=Role(data.role), password=data.password, now=now
+                conn,
+                actor=actor,
+                slug=slug,
+                email=data.email,
+                name=data.name,
+                role=Role(data.role),
+                password=data.password,
+                now=now,
             )
         )
         return s.MemberOut(user_id=str(user_id), account_id=str(account_id), role=role.value)
@@ -104,7 +118,10 @@ class CoopController(Controller):
             coop = accounts.get_coop(conn, slug)
             accounts.require_coop_reader(actor, coop)
             views, last = queries.list_ledger_accounts(
-                conn, ledger_id=coop.ledger_id, cursor=queries.decode_cursor(cursor), limit=queries.check_limit(limit)
+                conn,
+                ledger_id=coop.ledger_id,
+                cursor=queries.decode_cursor(cursor),
+                limit=queries.check_limit(limit),
             )
             full = actor.is_treasurer_of_coop(coop.id)
             items: list[s.AccountOut | s.DirectoryEntry] = [

@@ -40,9 +40,7 @@ def _write(runtime: Runtime, fn: Callable[[Connection], T]) -> T:
     try:
         return runtime.write(fn)
     except IntegrityError as exc:
-        unique = getattr(
-            exc.orig, "sqlstate", None
-        ) == "23505" or "UNIQUE constraint failed" in str(exc.orig)
+        unique = getattr(exc.orig, "sqlstate", None) == "23505" or "UNIQUE constraint failed" in str(exc.orig)
         if unique:
             raise DomainError(
                 "conflict", "another request changed the same thing at the same time; retry"
@@ -88,17 +86,13 @@ class FederationController(Controller):
         return pf.federation(runtime.read(fn))
 
     @post("/{slug:str}/officers", sync_to_thread=True, status_code=201)
-    def appoint(
-        self, slug: str, data: fs.OfficerCreate, actor: Actor, runtime: Runtime
-    ) -> fs.OfficerOut:
+    def appoint(self, slug: str, data: fs.OfficerCreate, actor: Actor, runtime: Runtime) -> fs.OfficerOut:
         """Appoint an existing user as officer (admin)."""
         now = runtime.clock()
 
         def fn(conn: Connection) -> fs.OfficerOut:
             federation = fed.get_federation(conn, slug)
-            user_id = fed.appoint_officer(
-                conn, actor=actor, federation=federation, email=data.email, now=now
-            )
+            user_id = fed.appoint_officer(conn, actor=actor, federation=federation, email=data.email, now=now)
             found = next(o for o in fed.list_officers(conn, federation) if o[0] == user_id)
             return fs.OfficerOut(user_id=str(found[0]), email=found[1], name=found[2])
 
@@ -119,9 +113,7 @@ class FederationController(Controller):
         return runtime.read(fn)
 
     @post("/{slug:str}/members", sync_to_thread=True, status_code=201)
-    def join(
-        self, slug: str, data: fs.MemberJoin, actor: Actor, runtime: Runtime
-    ) -> fs.FederationMemberOut:
+    def join(self, slug: str, data: fs.MemberJoin, actor: Actor, runtime: Runtime) -> fs.FederationMemberOut:
         """A co-op joins at a fixed rate (admin or officer); min_balance/max_balance are its
         limits in the federation ledger (default: min 0, no maximum)."""
         try:
@@ -185,9 +177,7 @@ class FederationController(Controller):
         return runtime.read(fn)
 
     @get("/{slug:str}/members/{coop:str}", sync_to_thread=True)
-    def member(
-        self, slug: str, coop: str, actor: Actor, runtime: Runtime
-    ) -> fs.FederationMemberOut:
+    def member(self, slug: str, coop: str, actor: Actor, runtime: Runtime) -> fs.FederationMemberOut:
         def fn(conn: Connection) -> fs.FederationMemberOut:
             federation = fed.get_federation(conn, slug)
             found = fed.require_reader(conn, actor, federation)
@@ -298,9 +288,7 @@ class FederationController(Controller):
         status_code=200,
         request_max_body_size=IMPORT_MAX_BODY_BYTES,
     )
-    def import_obligations(
-        self, slug: str, body: bytes, actor: Actor, runtime: Runtime
-    ) -> fs.ImportOut:
+    def import_obligations(self, slug: str, body: bytes, actor: Actor, runtime: Runtime) -> fs.ImportOut:
         """Import a CSV (`text/csv`, up to 16 MiB): header `id,debtor,creditor,amount` or
         `debtor,creditor,amount` (ids are then row numbers), optional `due_on,reference`;
         debtor and creditor are co-op slugs, amounts in the federation unit. An officer imports
@@ -327,9 +315,7 @@ class FederationController(Controller):
                 unchanged=result.unchanged,
                 refused=result.refused,
                 problems=[
-                    fs.ImportProblemOut(
-                        line=p.line, id=p.external_id, code=p.code, message=p.message
-                    )
+                    fs.ImportProblemOut(line=p.line, id=p.external_id, code=p.code, message=p.message)
                     for p in result.problems
                 ],
             )
@@ -370,9 +356,7 @@ class FederationController(Controller):
     # --- clearing runs ------------------------------------------------------------------
 
     @post("/{slug:str}/clearing-runs", sync_to_thread=True, status_code=201)
-    def propose_run(
-        self, slug: str, data: fs.RunCreate, actor: Actor, runtime: Runtime
-    ) -> fs.RunOut:
+    def propose_run(self, slug: str, data: fs.RunCreate, actor: Actor, runtime: Runtime) -> fs.RunOut:
         """Propose a clearing run over the confirmed obligations with something remaining
         (officer). Nothing changes until it is applied."""
         now = runtime.clock()
@@ -511,9 +495,7 @@ class ObligationController(Controller):
     path = "/obligations"
     tags = ["obligations"]
 
-    def _answer(
-        self, runtime: Runtime, fn: Callable[[Connection], ob.ObligationRecord]
-    ) -> fs.ObligationOut:
+    def _answer(self, runtime: Runtime, fn: Callable[[Connection], ob.ObligationRecord]) -> fs.ObligationOut:
         def run(conn: Connection) -> fs.ObligationOut:
             record = fn(conn)
             return pf.obligation(record, fed.federation_by_id(conn, record.federation_id))
@@ -579,17 +561,13 @@ class ObligationController(Controller):
 
 
 @get("/cross-coop-payments/{transaction_id:str}", sync_to_thread=True, tags=["transfers"])
-def read_cross_coop_payment(
-    transaction_id: str, actor: Actor, runtime: Runtime
-) -> fs.CrossCoopPaymentOut:
+def read_cross_coop_payment(transaction_id: str, actor: Actor, runtime: Runtime) -> fs.CrossCoopPaymentOut:
     """The three legs of a cross-co-op payment with the rates used (its payer, its payee, the
     treasurers of both co-ops and the federation's officers)."""
     if len(transaction_id) > 36:
         raise DomainError("not_found", "no such cross-co-op payment")
     return pf.cross_coop_payment(
-        runtime.read(
-            lambda conn: get_cross_coop_payment(conn, actor=actor, transaction_id=transaction_id)
-        )
+        runtime.read(lambda conn: get_cross_coop_payment(conn, actor=actor, transaction_id=transaction_id))
     )
 
 

@@ -12,7 +12,8 @@ from sqlalchemy.engine import Connection
 from accounts import service as accounts
 from accounts.actor import Actor
 from accounts.tokens import AccessClaims
-from api import present, schemas as s
+from api import present
+from api import schemas as s
 from api.runtime import Runtime, provide_claims
 from ledger import idempotency, queries, service
 from ledger.batch import BatchEntry, post_batch
@@ -22,7 +23,9 @@ from ledger.service import TransferInput, TransferRecord
 IdempotencyKey = Parameter(header="Idempotency-Key", default=None, required=False)
 
 
-def _render(conn: Connection, record: TransferRecord, units: dict[int, tuple[str, int]] | None = None) -> dict[str, Any]:
+def _render(
+    conn: Connection, record: TransferRecord, units: dict[int, tuple[str, int]] | None = None
+) -> dict[str, Any]:
     units = {} if units is None else units
     if record.ledger_id not in units:
         units[record.ledger_id] = queries.ledger_unit(conn, record.ledger_id)
@@ -130,11 +133,17 @@ class TransferController(Controller):
 
         def fn(conn: Connection) -> s.TransferPage:
             records, last = queries.list_transfers(
-                conn, actor=actor, account_id=account_id, status=status, cursor=queries.decode_cursor(cursor), limit=queries.check_limit(limit)
+                conn,
+                actor=actor,
+                account_id=account_id,
+                status=status,
+                cursor=queries.decode_cursor(cursor),
+                limit=queries.check_limit(limit),
             )
             units: dict[int, tuple[str, int]] = {}
             return s.TransferPage(
-                items=[s.TransferOut.model_validate(_render(conn, r, units)) for r in records], next_cursor=present.cursor(last)
+                items=[s.TransferOut.model_validate(_render(conn, r, units)) for r in records],
+                next_cursor=present.cursor(last),
             )
 
         return runtime.read(fn)
@@ -181,7 +190,13 @@ class TransferController(Controller):
         return _idempotent(request, runtime, actor.user_id, idempotency_key, body, command)
 
 
-@post("/coops/{slug:str}/transfers/batch", sync_to_thread=True, status_code=200, tags=["transfers"], request_max_body_size=4 * 1024 * 1024)
+@post(
+    "/coops/{slug:str}/transfers/batch",
+    sync_to_thread=True,
+    status_code=200,
+    tags=["transfers"],
+    request_max_body_size=4 * 1024 * 1024,
+)
 def post_transfer_batch(slug: str, data: s.BatchIn, actor: Actor, runtime: Runtime) -> s.BatchOut:
     """Import many transfers (treasurer). Each item's `id` is its idempotency key; a refused item
     does not stop the others."""
@@ -194,9 +209,13 @@ def post_transfer_batch(slug: str, data: s.BatchIn, actor: Actor, runtime: Runti
         entries = [_batch_entry(item, scale=coop.scale) for item in data.transfers]
 
         def render(record: TransferRecord) -> dict[str, Any]:
-            return present.transfer(record, unit_code=coop.unit_code, scale=coop.scale).model_dump(mode="json")
+            return present.transfer(record, unit_code=coop.unit_code, scale=coop.scale).model_dump(
+                mode="json"
+            )
 
-        results = post_batch(conn, actor=actor, ledger_id=coop.ledger_id, entries=entries, now=now, render=render)
+        results = post_batch(
+            conn, actor=actor, ledger_id=coop.ledger_id, entries=entries, now=now, render=render
+        )
         items = [
             s.BatchOutcome(
                 id=r.key,
@@ -222,4 +241,6 @@ def _batch_entry(item: s.BatchItem, *, scale: int) -> BatchEntry:
     except DomainError as exc:
         problem = exc.problems[0] if exc.problems else Problem(exc.code, exc.detail)
         return BatchEntry(item.id, request_hash, None, problem)
-    return BatchEntry(item.id, request_hash, TransferInput(payer, payee, amount, item.memo, item.category, item.occurred_on))
+    return BatchEntry(
+        item.id, request_hash, TransferInput(payer, payee, amount, item.memo, item.category, item.occurred_on)
+    )

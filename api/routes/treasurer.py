@@ -174,9 +174,7 @@ def reconciliation_out(r: reconcile.ReconciliationReport) -> ts.ReconciliationOu
             for c in r.pending_claims
         ],
         federation=None if r.federation is None else federation_out(r.federation),
-        findings=[
-            ts.FindingOut(code=f.code, subject=f.subject, detail=f.detail) for f in r.findings
-        ],
+        findings=[ts.FindingOut(code=f.code, subject=f.subject, detail=f.detail) for f in r.findings],
     )
 
 
@@ -259,9 +257,7 @@ class TreasurerController(Controller):
         (treasurer). CSV with `Accept: text/csv`."""
         tb = self._trial_balance(slug, actor, runtime, at)
         if _wants(request, "text/csv"):
-            return _download(
-                statements.trial_balance_csv(tb), CSV_MEDIA_TYPE, f"trial-balance-{slug}.csv"
-            )
+            return _download(statements.trial_balance_csv(tb), CSV_MEDIA_TYPE, f"trial-balance-{slug}.csv")
         return Response(trial_balance_out(tb))
 
     @get("/trial-balance.csv", sync_to_thread=True, media_type=CSV_MEDIA_TYPE)
@@ -269,20 +265,14 @@ class TreasurerController(Controller):
         self, slug: str, actor: Actor, runtime: Runtime, at: str | None = None
     ) -> Response[bytes]:
         tb = self._trial_balance(slug, actor, runtime, at)
-        return _download(
-            statements.trial_balance_csv(tb), CSV_MEDIA_TYPE, f"trial-balance-{slug}.csv"
-        )
+        return _download(statements.trial_balance_csv(tb), CSV_MEDIA_TYPE, f"trial-balance-{slug}.csv")
 
-    def _statements(
-        self, slug: str, actor: Actor, runtime: Runtime, period: str | None
-    ) -> list[Statement]:
+    def _statements(self, slug: str, actor: Actor, runtime: Runtime, period: str | None) -> list[Statement]:
         now = runtime.clock()
         month = _period(period, now)
         return _snapshot(
             runtime,
-            lambda conn: statements.coop_statements(
-                conn, actor=actor, slug=slug, period=month, now=now
-            ),
+            lambda conn: statements.coop_statements(conn, actor=actor, slug=slug, period=month, now=now),
         )
 
     @get("/statements", sync_to_thread=True)
@@ -308,9 +298,7 @@ class TreasurerController(Controller):
                 statements.statements_csv(found), CSV_MEDIA_TYPE, f"statements-{slug}-{label}.csv"
             )
         return Response(
-            ts.CoopStatementsOut(
-                coop=slug, period=label, statements=[statement_out(s) for s in found]
-            )
+            ts.CoopStatementsOut(coop=slug, period=label, statements=[statement_out(s) for s in found])
         )
 
     @get("/statements.csv", sync_to_thread=True, media_type=CSV_MEDIA_TYPE)
@@ -319,9 +307,7 @@ class TreasurerController(Controller):
     ) -> Response[bytes]:
         found = self._statements(slug, actor, runtime, period)
         label = found[0].period.label if found else ""
-        return _download(
-            statements.statements_csv(found), CSV_MEDIA_TYPE, f"statements-{slug}-{label}.csv"
-        )
+        return _download(statements.statements_csv(found), CSV_MEDIA_TYPE, f"statements-{slug}-{label}.csv")
 
     @get("/statements.zip", sync_to_thread=True, media_type=ZIP_MEDIA_TYPE)
     def statements_zip(
@@ -329,9 +315,7 @@ class TreasurerController(Controller):
     ) -> Response[bytes]:
         found = self._statements(slug, actor, runtime, period)
         label = found[0].period.label if found else ""
-        return _download(
-            statements.statements_zip(found), ZIP_MEDIA_TYPE, f"statements-{slug}-{label}.zip"
-        )
+        return _download(statements.statements_zip(found), ZIP_MEDIA_TYPE, f"statements-{slug}-{label}.zip")
 
     @post("/seals", sync_to_thread=True, status_code=201)
     def seal(self, slug: str, data: ts.SealIn, actor: Actor, runtime: Runtime) -> ts.SealOut:
@@ -340,9 +324,7 @@ class TreasurerController(Controller):
         `seal_out_of_order`."""
         now = runtime.clock()
         period = _period(data.period, now)
-        return seal_out(
-            seals.seal_period(runtime.engine, actor=actor, slug=slug, period=period, now=now)
-        )
+        return seal_out(seals.seal_period(runtime.engine, actor=actor, slug=slug, period=period, now=now))
 
     @get("/seals", sync_to_thread=True)
     def list_seals(self, slug: str, actor: Actor, runtime: Runtime) -> ts.SealList:
@@ -355,9 +337,7 @@ class StatementController(Controller):
     path = "/accounts/{account_id:str}"
     tags = ["accounts"]
 
-    def _statement(
-        self, account_id: str, actor: Actor, runtime: Runtime, period: str | None
-    ) -> Statement:
+    def _statement(self, account_id: str, actor: Actor, runtime: Runtime, period: str | None) -> Statement:
         aid = present.id_in(account_id)
         now = runtime.clock()
         month = _period(period, now)

@@ -104,8 +104,7 @@ def handle_other(request: Request[Any, Any, Any], exc: Exception) -> Response[An
         request,
         500,
         "Something went wrong on our side",
-        "Nothing you did caused this. Try again in a moment; if "
-        "it keeps happening, tell your treasurer.",
+        "Nothing you did caused this. Try again in a moment; if it keeps happening, tell your treasurer.",
     )
 
 
@@ -123,9 +122,7 @@ def web_router(settings: Settings) -> Router:
             MemberController,
             TreasurerController,
             OfficerController,
-            create_static_files_router(
-                path="/static", directories=[STATIC], include_in_schema=False
-            ),
+            create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
         ],
         middleware=[session.session_middleware(settings.secret_key)],
         before_request=session.check_csrf,

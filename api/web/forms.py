@@ -59,11 +59,7 @@ def parse_hours(raw: str, *, scale: int, errors: FormErrors, name: str = "hours"
         h, _, m = value.partition(":")
         if h.isdigit() and m.isdigit() and len(m) == 2 and int(m) < 60:
             minutes = int(h) * 60 + int(m)
-            value = (
-                f"{minutes // 60}.{(minutes % 60) * 100 // 60:02d}"
-                if scale >= 2
-                else str(minutes // 60)
-            )
+            value = f"{minutes // 60}.{(minutes % 60) * 100 // 60:02d}" if scale >= 2 else str(minutes // 60)
         else:
             errors.add(name, "Write hours and minutes as 1:30, or hours as 1.5")
             return None
@@ -78,9 +74,7 @@ def parse_hours(raw: str, *, scale: int, errors: FormErrors, name: str = "hours"
     return amount
 
 
-def parse_limit(
-    raw: str, *, scale: int, errors: FormErrors, name: str, negative: bool
-) -> int | None:
+def parse_limit(raw: str, *, scale: int, errors: FormErrors, name: str, negative: bool) -> int | None:
     """A limit field: empty means no limit."""
     value = raw.strip().replace(",", ".").replace("\u2212", "-")
     if not value:
@@ -116,8 +110,7 @@ def parse_day(raw: str, *, today: date, errors: FormErrors, name: str = "date") 
 MESSAGES: dict[str, str] = {
     "insufficient_credit": "That is more than {payer} can spend "
     "right now (it would go below the spending limit).",
-    "ceiling_exceeded": "{payee} cannot receive that many hours "
-    "(it would go above the most they may hold).",
+    "ceiling_exceeded": "{payee} cannot receive that many hours (it would go above the most they may hold).",
     "account_frozen": "This account is frozen: no exchanges until the treasurer unfreezes it.",
     "account_closed": "This account is closed.",
     "same_account": "You cannot log an exchange with yourself.",
@@ -133,10 +126,8 @@ MESSAGES: dict[str, str] = {
     "limit_violated_by_balance": "The balance is already outside "
     "these limits; settle it first or pick wider limits.",
     "account_not_empty": "An account can be closed only when its balance is zero.",
-    "idempotency_request_in_progress": "This form is already "
-    "being sent; wait a moment and reload the page.",
-    "idempotency_key_reused": "This form was already sent with "
-    "other values; reload the page to start again.",
+    "idempotency_request_in_progress": "This form is already being sent; wait a moment and reload the page.",
+    "idempotency_key_reused": "This form was already sent with other values; reload the page to start again.",
     "rate_limited": "Too many attempts; wait a few minutes and try again.",
     "invalid_credentials": "The email or the password is wrong.",
 }

@@ -63,9 +63,7 @@ class MemberController(Controller):
     path = "/"
 
     @get("/home", sync_to_thread=True)
-    def home(
-        self, request: Request[Any, Any, Any], actor: Actor, runtime: Runtime
-    ) -> Response[Any]:
+    def home(self, request: Request[Any, Any, Any], actor: Actor, runtime: Runtime) -> Response[Any]:
         role = role_of(request, actor)
         if role is None:
             return render("no_coop.html", **layout(request, actor))
@@ -73,9 +71,7 @@ class MemberController(Controller):
         return render("home.html", **layout(request, actor, home=data, gauge=gauge(data.account)))
 
     @post("/coop", sync_to_thread=False, status_code=303)
-    def switch_coop(
-        self, request: Request[Any, Any, Any], data: Form, actor: Actor
-    ) -> Response[Any]:
+    def switch_coop(self, request: Request[Any, Any, Any], data: Form, actor: Actor) -> Response[Any]:
         slug = text(data, "coop", limit=64)
         if any(r.slug == slug for r in actor.roles):
             s = session.data(request)
@@ -155,8 +151,7 @@ class MemberController(Controller):
             if amount is not None and amount > coop.max_transfer_amount:
                 errors.add(
                     "hours",
-                    f"One exchange can be at most "
-                    f"{hours(coop.max_transfer_amount, coop.scale)} hours",
+                    f"One exchange can be at most {hours(coop.max_transfer_amount, coop.scale)} hours",
                 )
             return None if errors or other is None or amount is None else (other.account_id, amount)
 
@@ -165,9 +160,7 @@ class MemberController(Controller):
         if len(values["note"]) > 500:
             errors.add("note", "Keep the note under 500 characters")
         if errors or prepared is None or occurred is None:
-            return self._exchange_page(
-                request, actor, runtime, values=values, errors=errors, status=422
-            )
+            return self._exchange_page(request, actor, runtime, values=values, errors=errors, status=422)
         other_id, amount = prepared
         payer, payee = (
             (other_id, role.account_id) if values["kind"] == "gave" else (role.account_id, other_id)
@@ -197,14 +190,9 @@ class MemberController(Controller):
                 "payee": "you" if payee == role.account_id else name,
             }
             explain(exc, errors, words=words)
-            return self._exchange_page(
-                request, actor, runtime, values=values, errors=errors, status=422
-            )
+            return self._exchange_page(request, actor, runtime, values=values, errors=errors, status=422)
         if stored.body["status"] == "pending":
-            message = (
-                f"Sent: {values['member']} is asked to confirm the "
-                f"{values['hours']} hours you gave."
-            )
+            message = f"Sent: {values['member']} is asked to confirm the {values['hours']} hours you gave."
         else:
             message = f"Done: {values['hours']} hours paid to {values['member']}."
         session.flash(request, message)
@@ -264,9 +252,7 @@ class MemberController(Controller):
         )
 
     @get("/statement.csv", sync_to_thread=True)
-    def statement(
-        self, request: Request[Any, Any, Any], actor: Actor, runtime: Runtime
-    ) -> Response[bytes]:
+    def statement(self, request: Request[Any, Any, Any], actor: Actor, runtime: Runtime) -> Response[bytes]:
         role = require_role(request, actor)
 
         def fn(conn: Connection) -> tuple[list[Any], dict[int, str], int]:

@@ -47,9 +47,7 @@ class OfficerController(Controller):
     path = "/officer"
 
     @get("/", sync_to_thread=True)
-    def index(
-        self, request: Request[Any, Any, Any], actor: Actor, runtime: Runtime
-    ) -> Response[Any]:
+    def index(self, request: Request[Any, Any, Any], actor: Actor, runtime: Runtime) -> Response[Any]:
         federations = runtime.read(lambda conn: federations_of(conn, actor.user_id))
         if not federations:
             raise DomainError("forbidden", "you are not an officer of any federation")
@@ -183,9 +181,7 @@ class OfficerController(Controller):
             if "period" in errors.fields:
                 errors.fields["period"] = "Enter the month as year-month, for example 2026-11"
             return self._federation_page(request, actor, runtime, slug, errors, period, 422)
-        session.flash(
-            request, f"Clearing run no. {run.id} proposed: nothing changes until you apply it."
-        )
+        session.flash(request, f"Clearing run no. {run.id} proposed: nothing changes until you apply it.")
         return see_other(f"/officer/runs/{run.id}")
 
     @get("/runs/{run_id:int}", sync_to_thread=True)
@@ -270,9 +266,7 @@ class OfficerController(Controller):
             return self._run_page(request, actor, runtime, run_id, errors, 422)
         now = runtime.clock()
         try:
-            runtime.write(
-                lambda conn: runs.apply_run(conn, requester=actor, run_id=run_id, now=now)
-            )
+            runtime.write(lambda conn: runs.apply_run(conn, requester=actor, run_id=run_id, now=now))
         except DomainError as exc:
             if exc.code in {"forbidden", "clearing_run_not_found"}:
                 raise
@@ -280,15 +274,12 @@ class OfficerController(Controller):
             if exc.code == "stale_clearing_run":
                 errors.add(
                     None,
-                    "Some obligations changed since this run was proposed: "
-                    "cancel it and propose a new one.",
+                    "Some obligations changed since this run was proposed: cancel it and propose a new one.",
                 )
             else:
                 explain(exc, errors)
             return self._run_page(request, actor, runtime, run_id, errors, 409)
-        session.flash(
-            request, f"Clearing run no. {run_id} is applied: the obligations are reduced."
-        )
+        session.flash(request, f"Clearing run no. {run_id} is applied: the obligations are reduced.")
         return see_other(f"/officer/runs/{run_id}")
 
     @post("/runs/{run_id:int}/cancel", sync_to_thread=True, status_code=303)

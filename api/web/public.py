@@ -58,9 +58,7 @@ class PublicController(Controller):
         )
 
     @post("/sign-in", sync_to_thread=True, status_code=303)
-    def sign_in(
-        self, request: Request[Any, Any, Any], data: Form, runtime: Runtime
-    ) -> Response[Any]:
+    def sign_in(self, request: Request[Any, Any, Any], data: Form, runtime: Runtime) -> Response[Any]:
         email = accounts.normalise_email(text(data, "email", limit=320))
         password = text(data, "password", limit=1024)
         target = safe_next(text(data, "next", limit=500))
@@ -74,9 +72,7 @@ class PublicController(Controller):
             wait = runtime.login_limiter.check(email=email, client=client)
             if wait is not None:
                 minutes = max(1, round(wait / 60))
-                errors.add(
-                    None, f"Too many sign-in attempts; wait {minutes} minute(s) and try again."
-                )
+                errors.add(None, f"Too many sign-in attempts; wait {minutes} minute(s) and try again.")
         if not errors:
             now = runtime.clock()
             try:
@@ -94,9 +90,7 @@ class PublicController(Controller):
                 explain(exc, errors)
             else:
                 runtime.login_limiter.record(email=email, client=client, success=True)
-                claims = tokens.decode_access_token(
-                    pair.access_token, secret=runtime.settings.secret_key
-                )
+                claims = tokens.decode_access_token(pair.access_token, secret=runtime.settings.secret_key)
                 profile, officer_of = runtime.read(
                     lambda conn: (
                         accounts.user_profile(conn, claims.user_id),

@@ -94,9 +94,7 @@ async def check_csrf(request: Request[Any, Any, Any]) -> None:
     form = await request.form()
     sent = form.get(CSRF_FIELD)
     expected = session_data(request).get(CSRF_FIELD)
-    if not (
-        isinstance(sent, str) and isinstance(expected, str) and hmac.compare_digest(sent, expected)
-    ):
+    if not (isinstance(sent, str) and isinstance(expected, str) and hmac.compare_digest(sent, expected)):
         raise CsrfRefused
 
 

@@ -72,7 +72,9 @@ class TreasurerController(Controller):
             )
             if sort == "activity":
                 # Never active sorts as the oldest.
-                rows.sort(key=lambda v: activity.get(v.id) or datetime.min.replace(tzinfo=UTC), reverse=descending)
+                rows.sort(
+                    key=lambda v: activity.get(v.id) or datetime.min.replace(tzinfo=UTC), reverse=descending
+                )
             return _coop(conn, role), rows, len(views), activity
 
         coop, rows, total, activity = runtime.read(fn)
@@ -182,12 +184,8 @@ class TreasurerController(Controller):
         view, postings, names = runtime.read(fn)
         if values is None:
             values = {
-                "min_balance": ""
-                if view.min_balance is None
-                else hours(-view.min_balance, view.scale),
-                "max_balance": ""
-                if view.max_balance is None
-                else hours(view.max_balance, view.scale),
+                "min_balance": "" if view.min_balance is None else hours(-view.min_balance, view.scale),
+                "max_balance": "" if view.max_balance is None else hours(view.max_balance, view.scale),
                 "status": view.status,
             }
         return render(
@@ -221,9 +219,7 @@ class TreasurerController(Controller):
         runtime: Runtime,
     ) -> Response[Any]:
         role = require_treasurer(request, actor)
-        values = {
-            name: text(data, name, limit=40) for name in ("min_balance", "max_balance", "status")
-        }
+        values = {name: text(data, name, limit=40) for name in ("min_balance", "max_balance", "status")}
         errors = FormErrors()
         scale = runtime.read(lambda conn: _coop(conn, role).scale)
         low = parse_limit(
@@ -245,9 +241,7 @@ class TreasurerController(Controller):
                 view = queries.account_for_reader(conn, actor=actor, account_id=account_id)
                 if view.ledger_id != role.ledger_id:
                     raise DomainError("account_not_found", "no such account")
-                return queries.update_account(
-                    conn, actor=actor, account_id=account_id, changes=changes
-                )
+                return queries.update_account(conn, actor=actor, account_id=account_id, changes=changes)
 
             try:
                 view = runtime.write(fn)
@@ -286,9 +280,7 @@ class TreasurerController(Controller):
         )
 
     @get("/exchanges/new", sync_to_thread=True)
-    def record_form(
-        self, request: Request[Any, Any, Any], actor: Actor, runtime: Runtime
-    ) -> Response[Any]:
+    def record_form(self, request: Request[Any, Any, Any], actor: Actor, runtime: Runtime) -> Response[Any]:
         role = require_treasurer(request, actor)
         values = {"key": new_form_key(), "date": runtime.clock().date().isoformat()}
         return self._record_page(request, actor, runtime, role, values, FormErrors())
@@ -448,9 +440,7 @@ class TreasurerController(Controller):
         return render(
             "treasurer_reverse.html",
             status=status,
-            **layout(
-                request, actor, coop=coop, record=record, names=names, values=values, errors=errors
-            ),
+            **layout(request, actor, coop=coop, record=record, names=names, values=values, errors=errors),
         )
 
     @get("/transfers/{transfer_id:int}/reverse", sync_to_thread=True)
@@ -481,9 +471,7 @@ class TreasurerController(Controller):
         elif len(values["reason"]) > 400:
             errors.add("reason", "Keep the reason under 400 characters")
         if errors:
-            return self._reverse_page(
-                request, actor, runtime, role, transfer_id, values, errors, 422
-            )
+            return self._reverse_page(request, actor, runtime, role, transfer_id, values, errors, 422)
         now = runtime.clock()
 
         def command(conn: Connection) -> tuple[int, Any]:
@@ -512,10 +500,6 @@ class TreasurerController(Controller):
             if exc.code == "transfer_not_found":
                 raise
             explain(exc, errors, fields={"memo": "reason"})
-            return self._reverse_page(
-                request, actor, runtime, role, transfer_id, values, errors, 422
-            )
-        session.flash(
-            request, f"Transfer no. {transfer_id} is reversed by transfer no. {stored.body['id']}."
-        )
+            return self._reverse_page(request, actor, runtime, role, transfer_id, values, errors, 422)
+        session.flash(request, f"Transfer no. {transfer_id} is reversed by transfer no. {stored.body['id']}.")
         return see_other("/treasurer/transfers")

@@ -122,15 +122,10 @@ def member_home(conn: Connection, *, actor: Actor, role: CoopRole, history: int 
     return MemberHome(
         coop=coop,
         account=account,
-        can_spend=None
-        if account.min_balance is None
-        else max(account.balance - account.min_balance, 0),
-        can_receive=None
-        if account.max_balance is None
-        else max(account.max_balance - account.balance, 0),
+        can_spend=None if account.min_balance is None else max(account.balance - account.min_balance, 0),
+        can_receive=None if account.max_balance is None else max(account.max_balance - account.balance, 0),
         history=[
-            HistoryLine(p, who.get(p.counterparty_id, f"account {p.counterparty_id}"))
-            for p in postings
+            HistoryLine(p, who.get(p.counterparty_id, f"account {p.counterparty_id}")) for p in postings
         ],
         to_answer=[Claim(t, who.get(t.payee_id, "?")) for t in pending if t.payer_id == account.id],
         waiting=[Claim(t, who.get(t.payer_id, "?")) for t in pending if t.payee_id == account.id],
@@ -174,9 +169,7 @@ MEMBER_SORTS = {
 }
 
 
-def members_table(
-    views: list[AccountView], *, query: str, sort: str, descending: bool
-) -> list[AccountView]:
+def members_table(views: list[AccountView], *, query: str, sort: str, descending: bool) -> list[AccountView]:
     wanted = query.casefold().strip()
     rows = [v for v in views if not wanted or wanted in v.holder.casefold() or wanted == str(v.id)]
     return sorted(rows, key=MEMBER_SORTS.get(sort, MEMBER_SORTS["name"]), reverse=descending)

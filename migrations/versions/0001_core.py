@@ -219,12 +219,8 @@ def upgrade() -> None:
         sa.Column("status", AutoString(length=16), nullable=False),
         sa.Column("version", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.CheckConstraint(
-            "min_balance IS NULL OR balance >= min_balance", name="ck_accounts_min_balance"
-        ),
-        sa.CheckConstraint(
-            "max_balance IS NULL OR balance <= max_balance", name="ck_accounts_max_balance"
-        ),
+        sa.CheckConstraint("min_balance IS NULL OR balance >= min_balance", name="ck_accounts_min_balance"),
+        sa.CheckConstraint("max_balance IS NULL OR balance <= max_balance", name="ck_accounts_max_balance"),
         sa.CheckConstraint("debits >= 0 AND credits >= 0", name="ck_accounts_counters"),
         sa.CheckConstraint("balance = credits - debits", name="ck_accounts_balance"),
         sa.CheckConstraint("status IN ('active', 'frozen', 'closed')", name="ck_accounts_status"),

@@ -97,8 +97,7 @@ def upgrade() -> None:
             name="ck_cross_coop_payments_amounts",
         ),
         sa.CheckConstraint(
-            "payer_rate_num > 0 AND payer_rate_den > 0 AND payee_rate_num > 0 "
-            "AND payee_rate_den > 0",
+            "payer_rate_num > 0 AND payer_rate_den > 0 AND payee_rate_num > 0 AND payee_rate_den > 0",
             name="ck_cross_coop_payments_rates",
         ),
         sa.ForeignKeyConstraint(["federation_id"], ["federations.id"]),
@@ -113,12 +112,8 @@ def upgrade() -> None:
         sa.UniqueConstraint("federation_transfer_id"),
         sa.UniqueConstraint("payee_transfer_id"),
     )
-    op.create_index(
-        "ix_cross_coop_payments_payer_account_id", "cross_coop_payments", ["payer_account_id"]
-    )
-    op.create_index(
-        "ix_cross_coop_payments_payee_account_id", "cross_coop_payments", ["payee_account_id"]
-    )
+    op.create_index("ix_cross_coop_payments_payer_account_id", "cross_coop_payments", ["payer_account_id"])
+    op.create_index("ix_cross_coop_payments_payee_account_id", "cross_coop_payments", ["payee_account_id"])
     op.create_table(
         "obligations",
         sa.Column("id", BigId, autoincrement=True, nullable=False),
@@ -138,9 +133,7 @@ def upgrade() -> None:
         sa.Column("updated_at", UTCDateTime(), nullable=False),
         sa.Column("version", sa.BigInteger(), server_default="0", nullable=False),
         sa.CheckConstraint("amount > 0", name="ck_obligations_amount"),
-        sa.CheckConstraint(
-            "remaining >= 0 AND remaining <= amount", name="ck_obligations_remaining"
-        ),
+        sa.CheckConstraint("remaining >= 0 AND remaining <= amount", name="ck_obligations_remaining"),
         sa.CheckConstraint("debtor_coop_id <> creditor_coop_id", name="ck_obligations_distinct"),
         sa.CheckConstraint(f"status IN ({OBLIGATION_STATUSES})", name="ck_obligations_status"),
         sa.CheckConstraint(f"entered_by IN ({OBLIGATION_SIDES})", name="ck_obligations_entered_by"),
@@ -156,9 +149,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("federation_id", "external_id", name="uq_obligations_external_id"),
     )
-    op.create_index(
-        "ix_obligations_federation_status", "obligations", ["federation_id", "status", "id"]
-    )
+    op.create_index("ix_obligations_federation_status", "obligations", ["federation_id", "status", "id"])
     op.create_index("ix_obligations_debtor", "obligations", ["debtor_coop_id", "id"])
     op.create_index("ix_obligations_creditor", "obligations", ["creditor_coop_id", "id"])
     op.create_table(
@@ -182,13 +173,10 @@ def upgrade() -> None:
         sa.Column("cancelled_at", UTCDateTime(), nullable=True),
         sa.CheckConstraint(f"status IN ({RUN_STATUSES})", name="ck_clearing_runs_status"),
         sa.CheckConstraint(
-            "total_setoff >= 0 AND total_credit_paid >= 0 "
-            "AND total_setoff + total_credit_paid <= total",
+            "total_setoff >= 0 AND total_credit_paid >= 0 AND total_setoff + total_credit_paid <= total",
             name="ck_clearing_runs_totals",
         ),
-        sa.CheckConstraint(
-            "status <> 'applied' OR applied_at IS NOT NULL", name="ck_clearing_runs_applied"
-        ),
+        sa.CheckConstraint("status <> 'applied' OR applied_at IS NOT NULL", name="ck_clearing_runs_applied"),
         sa.ForeignKeyConstraint(["federation_id"], ["federations.id"]),
         sa.ForeignKeyConstraint(["created_by"], ["users.id"]),
         sa.ForeignKeyConstraint(["applied_by"], ["users.id"]),

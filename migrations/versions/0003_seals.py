@@ -42,9 +42,7 @@ def upgrade() -> None:
         sa.Column("created_by_id", BigId, nullable=True),
         sa.CheckConstraint("transfer_count >= 0 AND posting_count >= 0", name="ck_seals_counts"),
         sa.CheckConstraint("period_end > period_start", name="ck_seals_period"),
-        sa.CheckConstraint(
-            "length(digest) = 64 AND length(previous_digest) = 64", name="ck_seals_digests"
-        ),
+        sa.CheckConstraint("length(digest) = 64 AND length(previous_digest) = 64", name="ck_seals_digests"),
         sa.ForeignKeyConstraint(["coop_id"], ["coops.id"]),
         sa.ForeignKeyConstraint(["created_by_id"], ["users.id"]),
         sa.PrimaryKeyConstraint("id"),

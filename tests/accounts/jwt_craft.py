@@ -23,9 +23,7 @@ def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def good_claims(
-    *, user_id: int, token_version: int = 0, now: datetime | None = None
-) -> dict[str, Any]:
+def good_claims(*, user_id: int, token_version: int = 0, now: datetime | None = None) -> dict[str, Any]:
     """The claims `issue_access_token` writes, as a dict a test can bend one field of."""
     issued = now or datetime.now(UTC)
     return {
@@ -46,9 +44,7 @@ def craft(
     head = {"alg": alg, "typ": "JWT", **(header or {})}
     signing_input = f"{b64(json.dumps(head).encode())}.{b64(json.dumps(claims).encode())}"
     digest = _DIGESTS.get(alg)
-    signature = (
-        b"" if digest is None else hmac.new(key.encode(), signing_input.encode(), digest).digest()
-    )
+    signature = b"" if digest is None else hmac.new(key.encode(), signing_input.encode(), digest).digest()
     return f"{signing_input}.{b64(signature)}"
 
 
@@ -68,9 +64,7 @@ def hostile_tokens(*, user_id: int, key: str, token_version: int = 0) -> dict[st
         "HS512 with the right key": craft(claims, key=key, alg="HS512"),
         "RS256 header over an HMAC signature": _swap_alg(craft(claims, key=key), "RS256"),
         "signed with another key": craft(claims, key="another-secret-" + "y" * 40),
-        "expired": craft(
-            good_claims(user_id=user_id, token_version=token_version, now=hour_ago), key=key
-        ),
+        "expired": craft(good_claims(user_id=user_id, token_version=token_version, now=hour_ago), key=key),
         "without exp": craft(without(claims, "exp"), key=key),
         "without iat": craft(without(claims, "iat"), key=key),
         "without sub": craft(without(claims, "sub"), key=key),

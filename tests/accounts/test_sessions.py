@@ -39,18 +39,14 @@ def refused(engine: Engine, fn: Callable[[Connection], object], code: str) -> Do
 def user(engine: Engine) -> int:
     return run(
         engine,
-        lambda c: service.create_user(
-            c, email="Ana@Example.org ", name="Ana", password=PASSWORD, now=NOW
-        ),
+        lambda c: service.create_user(c, email="Ana@Example.org ", name="Ana", password=PASSWORD, now=NOW),
     )
 
 
 def login(
     engine: Engine, email: str = "ana@example.org", password: str = PASSWORD, now: datetime = NOW
 ) -> service.TokenPair:
-    return run(
-        engine, lambda c: service.login(c, email=email, password=password, secret=SECRET, now=now)
-    )
+    return run(engine, lambda c: service.login(c, email=email, password=password, secret=SECRET, now=now))
 
 
 def refresh(engine: Engine, token: str, now: datetime = NOW) -> service.TokenPair:
@@ -76,9 +72,7 @@ def actor_for(engine: Engine, access_token: str) -> object:
 def stored_hash(engine: Engine, user_id: int) -> str:
     with engine.connect() as conn:
         return str(
-            conn.execute(
-                sa.select(t.users.c.password_hash).where(t.users.c.id == user_id)
-            ).scalar_one()
+            conn.execute(sa.select(t.users.c.password_hash).where(t.users.c.id == user_id)).scalar_one()
         )
 
 
@@ -101,9 +95,7 @@ def test_wrong_password_and_unknown_email_fail_the_same_way(engine: Engine, user
     )
     unknown = refused(
         engine,
-        lambda c: service.login(
-            c, email="nobody@example.org", password=PASSWORD, secret=SECRET, now=NOW
-        ),
+        lambda c: service.login(c, email="nobody@example.org", password=PASSWORD, secret=SECRET, now=NOW),
         "invalid_credentials",
     )
     assert (wrong.code, wrong.detail, wrong.status) == (
@@ -128,14 +120,10 @@ def test_a_user_without_a_password_cannot_log_in(engine: Engine) -> None:
 
 
 def test_a_weak_hash_is_upgraded_at_the_next_login(engine: Engine, user: int) -> None:
-    weak = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1, type=Type.ID).hash(
-        PASSWORD
-    )
+    weak = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1, type=Type.ID).hash(PASSWORD)
     run(
         engine,
-        lambda c: c.execute(
-            sa.update(t.users).where(t.users.c.id == user).values(password_hash=weak)
-        ),
+        lambda c: c.execute(sa.update(t.users).where(t.users.c.id == user).values(password_hash=weak)),
     )
     login(engine)
     assert stored_hash(engine, user) != weak
@@ -150,9 +138,7 @@ def test_refresh_rotates_the_pair(engine: Engine, user: int) -> None:
     assert tokens.decode_access_token(second.access_token, secret=SECRET).user_id == user
 
 
-def test_reusing_a_rotated_refresh_token_revokes_the_whole_family(
-    engine: Engine, user: int
-) -> None:
+def test_reusing_a_rotated_refresh_token_revokes_the_whole_family(engine: Engine, user: int) -> None:
     other_session = login(engine)
     first = login(engine)
     second = refresh(engine, first.refresh_token)
@@ -185,9 +171,7 @@ def test_revoking_all_sessions_kills_access_and_refresh_tokens(engine: Engine, u
     run(engine, lambda c: service.revoke_all_sessions(c, user_id=user, now=NOW))
     refused(
         engine,
-        lambda c: service.load_actor(
-            c, tokens.decode_access_token(pair.access_token, secret=SECRET)
-        ),
+        lambda c: service.load_actor(c, tokens.decode_access_token(pair.access_token, secret=SECRET)),
         "unauthenticated",
     )
     with pytest.raises(DomainError, match="invalid_token"):
@@ -218,16 +202,12 @@ def test_changing_the_password_revokes_and_needs_the_current_one(engine: Engine,
     )
     refused(
         engine,
-        lambda c: service.load_actor(
-            c, tokens.decode_access_token(pair.access_token, secret=SECRET)
-        ),
+        lambda c: service.load_actor(c, tokens.decode_access_token(pair.access_token, secret=SECRET)),
         "unauthenticated",
     )
     refused(
         engine,
-        lambda c: service.login(
-            c, email="ana@example.org", password=PASSWORD, secret=SECRET, now=NOW
-        ),
+        lambda c: service.login(c, email="ana@example.org", password=PASSWORD, secret=SECRET, now=NOW),
         "invalid_credentials",
     )
     login(engine, password="a new long password")

@@ -20,9 +20,7 @@ USER = 7
 
 def test_an_issued_token_has_every_required_claim_and_decodes() -> None:
     now = datetime.now(UTC)
-    token, expires_in = tokens.issue_access_token(
-        secret=KEY, user_id=USER, token_version=3, now=now
-    )
+    token, expires_in = tokens.issue_access_token(secret=KEY, user_id=USER, token_version=3, now=now)
     assert expires_in == 15 * 60
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
     claims = jwt.get_unverified_claims(token)

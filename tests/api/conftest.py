@@ -73,7 +73,14 @@ def make_settings(db_url: str) -> Settings:
 def api(db_url: str) -> Iterator[Api]:
     engine = make_engine(db_url, pool_size=2)
     with write_transaction(engine) as conn:
-        create_user(conn, email="admin@example.org", name="Admin", password=PASSWORD, is_admin=True, now=datetime.now(UTC))
+        create_user(
+            conn,
+            email="admin@example.org",
+            name="Admin",
+            password=PASSWORD,
+            is_admin=True,
+            now=datetime.now(UTC),
+        )
     engine.dispose()
     app = create_app(make_settings(db_url), sweep_claims=False)
     with TestClient(app=app) as client:
@@ -106,7 +113,11 @@ def make_coop(
     accounts: dict[str, str] = {}
     for name, role in [(treasurer, "treasurer"), *[(m, "member") for m in members]]:
         email = f"{name}@{slug}.example.org"
-        r = api.post(f"/coops/{slug}/members", "admin@example.org", {"email": email, "name": name.title(), "role": role, "password": PASSWORD})
+        r = api.post(
+            f"/coops/{slug}/members",
+            "admin@example.org",
+            {"email": email, "name": name.title(), "role": role, "password": PASSWORD},
+        )
         assert r.status_code == 201, r.text
         accounts[email] = r.json()["account_id"]
         api.login(email)

@@ -75,9 +75,7 @@ class World:
             version = conn.execute(
                 sa.select(t.users.c.token_version).where(t.users.c.id == self.users[person])
             ).scalar_one()
-        token, _ = tokens.issue_access_token(
-            secret=SECRET, user_id=self.users[person], token_version=version
-        )
+        token, _ = tokens.issue_access_token(secret=SECRET, user_id=self.users[person], token_version=version)
         return token
 
     def headers(self, person: str | None, *, key: bool = False) -> dict[str, str]:
@@ -88,18 +86,14 @@ class World:
 
     def call(self, method: str, path: str, person: str | None, body: Any = None) -> Any:
         key = method == "POST" and path.startswith("/transfers")
-        return self.client.request(
-            method, "/api/v1" + path, json=body, headers=self.headers(person, key=key)
-        )
+        return self.client.request(method, "/api/v1" + path, json=body, headers=self.headers(person, key=key))
 
     def set_password(self, person: str, *, again: bool = True) -> str:
         """Give `person` the test password (argon2: only for the cells that sign in)."""
         if not again and person in self.with_password:
             return self.with_password[person]
         with write_transaction(self.engine) as conn:
-            accounts.set_password(
-                conn, user_id=self.users[person], password=PASSWORD, now=datetime.now(UTC)
-            )
+            accounts.set_password(conn, user_id=self.users[person], password=PASSWORD, now=datetime.now(UTC))
             email = conn.execute(
                 sa.select(t.users.c.email).where(t.users.c.id == self.users[person])
             ).scalar_one()
@@ -122,12 +116,8 @@ class World:
         return str(r.json()["id"])
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
-def world(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[World]:
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """One world per engine for this module (see the module docstring); other modules open
     their own per test with `open_world(db_url)`."""
     if request.param == "sqlite":
@@ -387,9 +377,7 @@ def test_members_see_a_directory_without_balances_treasurers_see_balances(world:
         r = world.call("GET", "/coops/riverside/accounts", person)
         assert r.status_code == 200, r.text
         items = r.json()["items"]
-        assert {i["id"] for i in items} >= {
-            world.accounts[p] for p in ("ana", "ben", "cleo", "tess")
-        }
+        assert {i["id"] for i in items} >= {world.accounts[p] for p in ("ana", "ben", "cleo", "tess")}
         for item in items:
             for secret in (
                 "balance",

@@ -172,9 +172,7 @@ def test_a_refused_transfer_keeps_no_idempotency_key(world: World) -> None:
     """A retry with the same key is evaluated afresh once the input is fixed."""
     key = new_key()
     headers = {**world.headers("ana"), "Idempotency-Key": key}
-    bad = world.client.post(
-        "/api/v1/transfers", json=transfer(world, amount="1.234"), headers=headers
-    )
+    bad = world.client.post("/api/v1/transfers", json=transfer(world, amount="1.234"), headers=headers)
     assert bad.status_code == 422, bad.text
     good = world.client.post("/api/v1/transfers", json=transfer(world), headers=headers)
     assert good.status_code == 201, good.text

@@ -36,9 +36,7 @@ def transfer_count(db_url: str) -> int:
     engine = make_engine(db_url, pool_size=1)
     try:
         with engine.connect() as conn:
-            return int(
-                conn.execute(sa.select(sa.func.count()).select_from(t.transfers)).scalar_one()
-            )
+            return int(conn.execute(sa.select(sa.func.count()).select_from(t.transfers)).scalar_one())
     finally:
         engine.dispose()
 
@@ -98,9 +96,7 @@ def test_mixed_batch_reports_each_item_and_moves_only_the_good_ones(
     assert [x["balance_after"] for x in lines] == ["-5.00", "-20.00"]
 
 
-def test_reposting_a_batch_replays_it_and_changes_nothing(
-    api: Api, coop: Coop, db_url: str
-) -> None:
+def test_reposting_a_batch_replays_it_and_changes_nothing(api: Api, coop: Coop, db_url: str) -> None:
     a, b = coop.accounts[ANA], coop.accounts[BEN]
     items = [
         item("x1", a, b, "2.00"),
@@ -124,16 +120,12 @@ def test_reposting_a_batch_replays_it_and_changes_nothing(
         ("x3", "refused", "invalid_amount"),
     ]
     assert (body["posted"], body["replayed"], body["refused"]) == (0, 2, 1)
-    assert [i["transfer"] for i in body["items"][:2]] == [
-        i["transfer"] for i in first.json()["items"][:2]
-    ]
+    assert [i["transfer"] for i in body["items"][:2]] == [i["transfer"] for i in first.json()["items"][:2]]
     assert balances(api, coop) == before
     assert transfer_count(db_url) == 2
 
 
-def test_an_item_id_reused_for_another_transfer_is_refused(
-    api: Api, coop: Coop, db_url: str
-) -> None:
+def test_an_item_id_reused_for_another_transfer_is_refused(api: Api, coop: Coop, db_url: str) -> None:
     a, b, c = coop.accounts[ANA], coop.accounts[BEN], coop.accounts[CLEO]
     assert post_batch(api, coop, [item("inv-7", a, b, "1.00")]).status_code == 200
     r = post_batch(api, coop, [item("inv-7", a, c, "1.00"), item("inv-8", a, c, "1.00")])

@@ -41,9 +41,7 @@ def live_server(app: Litestar) -> Iterator[str]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(
-            app, log_level="warning", access_log=False, lifespan="on", timeout_keep_alive=30
-        )
+        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_keep_alive=30)
     )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -106,9 +104,7 @@ def test_concurrent_payments_keep_every_invariant(api: Api, db_url: str) -> None
                         "Idempotency-Key": f"load-{n}-{i}",
                     },
                 )
-                results[n].append(
-                    (r.status_code, r.json(), r.headers.get("content-type", ""), payer, payee)
-                )
+                results[n].append((r.status_code, r.json(), r.headers.get("content-type", ""), payer, payee))
 
     with live_server(app) as base_url:
         threads = [threading.Thread(target=client, args=(n, base_url)) for n in range(THREADS)]
@@ -123,9 +119,7 @@ def test_concurrent_payments_keep_every_invariant(api: Api, db_url: str) -> None
     statuses = Counter(status for status, *_ in flat)
     assert set(statuses) <= {201, 422}, statuses  # in particular no 5xx and no 409 conflict
     refusals = [(body, ctype) for status, body, ctype, *_ in flat if status == 422]
-    assert all(body["code"] in LIMIT_CODES for body, _ in refusals), Counter(
-        b["code"] for b, _ in refusals
-    )
+    assert all(body["code"] in LIMIT_CODES for body, _ in refusals), Counter(b["code"] for b, _ in refusals)
     assert all(ctype.startswith("application/problem+json") for _, ctype in refusals)
     acknowledged = [body for status, body, *_ in flat if status == 201]
     assert all(body["status"] == "posted" for body in acknowledged)
@@ -181,8 +175,4 @@ def test_concurrent_payments_keep_every_invariant(api: Api, db_url: str) -> None
         for x in lines:
             running += x.amount
             assert x.balance_after == running
-        assert (
-            running
-            == rows[account_id].balance
-            == rows[account_id].credits - rows[account_id].debits
-        )
+        assert running == rows[account_id].balance == rows[account_id].credits - rows[account_id].debits

@@ -220,16 +220,12 @@ def test_patched_limits_bind_the_next_transfer(world: World) -> None:
 
 def test_a_frozen_account_can_neither_pay_nor_be_paid(world: World) -> None:
     ok(pay(world, "ana", "ana", "ben", "3.00"), 201)
-    frozen = ok(
-        world.call("PATCH", f"/accounts/{world.accounts['ana']}", "tess", {"status": "frozen"})
-    )
+    frozen = ok(world.call("PATCH", f"/accounts/{world.accounts['ana']}", "tess", {"status": "frozen"}))
     assert frozen["status"] == "frozen"
     before = balances(world)
     refused(pay(world, "ana", "ana", "ben", "1.00"), 422, "account_frozen")  # pay
     refused(pay(world, "ben", "ben", "ana", "1.00"), 422, "account_frozen")  # be paid
-    refused(
-        pay(world, "tess", "cleo", "ana", "1.00"), 422, "account_frozen"
-    )  # recorded by the treasurer
+    refused(pay(world, "tess", "cleo", "ana", "1.00"), 422, "account_frozen")  # recorded by the treasurer
     refused(pay(world, "ben", "ana", "ben", "1.00"), 422, "account_frozen")  # claimed from
     assert balances(world) == before
     ok(world.call("PATCH", f"/accounts/{world.accounts['ana']}", "tess", {"status": "active"}))
@@ -254,10 +250,7 @@ def test_only_an_empty_account_can_be_closed_and_then_takes_nothing(world: World
         "account_not_empty",
     )
     ok(pay(world, "ben", "ben", "cleo", "1.00"), 201)
-    assert (
-        ok(world.call("PATCH", f"/accounts/{cleo}", "tess", {"status": "closed"}))["status"]
-        == "closed"
-    )
+    assert ok(world.call("PATCH", f"/accounts/{cleo}", "tess", {"status": "closed"}))["status"] == "closed"
     refused(pay(world, "ben", "ben", "cleo", "1.00"), 422, "account_closed")
 
 
@@ -393,9 +386,7 @@ def test_every_account_row_still_balances(world: World) -> None:
     batch_of_transfers(world, 10)
     ok(pay(world, "ana", "ana", "cleo", "1.25"), 201)
     with world.engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(t.accounts.c.id, t.accounts.c.balance, t.accounts.c.ledger_id)
-        ).all()
+        rows = conn.execute(sa.select(t.accounts.c.id, t.accounts.c.balance, t.accounts.c.ledger_id)).all()
         sums = dict(
             conn.execute(
                 sa.select(t.postings.c.account_id, sa.func.sum(t.postings.c.amount)).group_by(

@@ -77,9 +77,7 @@ def test_a_wrong_method_is_a_problem_405_with_allow(world: World) -> None:
 def test_every_kind_of_error_has_the_same_shape(world: World) -> None:
     """One request per error status the API sends; each body is a complete problem."""
     ana, ben = world.accounts["ana"], world.accounts["ben"]
-    paid = world.call(
-        "POST", "/transfers", "ana", {"payer": ana, "payee": ben, "amount": "1.00"}
-    ).json()
+    paid = world.call("POST", "/transfers", "ana", {"payer": ana, "payee": ben, "amount": "1.00"}).json()
     reversed_once = world.call("POST", f"/transfers/{paid['id']}/reverse", "tess")
     assert reversed_once.status_code == 201, reversed_once.text
     transfers = "/api/v1/transfers"
@@ -150,9 +148,7 @@ def test_every_kind_of_error_has_the_same_shape(world: World) -> None:
             "same_account",
         ),
         (
-            world.call(
-                "POST", "/transfers", "ana", {"payer": ana, "payee": ben, "amount": "30.00"}
-            ),
+            world.call("POST", "/transfers", "ana", {"payer": ana, "payee": ben, "amount": "30.00"}),
             422,
             "insufficient_credit",
         ),
@@ -174,9 +170,7 @@ def test_a_401_challenges_for_a_bearer_token(world: World) -> None:
     assert r.headers["www-authenticate"].lower().startswith("bearer")
 
 
-def test_a_crash_is_a_500_problem_that_reveals_nothing(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_crash_is_a_500_problem_that_reveals_nothing(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret internals: password=hunter2")
 
@@ -240,10 +234,7 @@ def test_the_openapi_document_is_served_and_lists_the_endpoints(world: World) ->
     assert doc["openapi"].startswith("3.1")
     assert doc["info"]["title"] == "Commons"
     served = {
-        (method, path)
-        for path, item in doc["paths"].items()
-        for method in item
-        if method != "parameters"
+        (method, path) for path, item in doc["paths"].items() for method in item if method != "parameters"
     }
     assert sorted(OPERATIONS - served) == []
     # Amounts are documented as strings, never numbers.

@@ -52,9 +52,7 @@ def errors_are_problem_json(
     if response.status_code < 400:
         return None
     content_type = response.headers.get("content-type", [""])[0]
-    assert content_type.split(";")[0].strip() == PROBLEM_JSON, (
-        f"error with content type {content_type!r}"
-    )
+    assert content_type.split(";")[0].strip() == PROBLEM_JSON, f"error with content type {content_type!r}"
     body = json.loads(response.content)
     assert isinstance(body, dict) and isinstance(body.get("code"), str) and body["code"], (
         f"no `code` in {body!r}"
@@ -112,12 +110,8 @@ def _seed(api: Api) -> Seeded:
     return Seeded(api, coop.slug, [*coop.accounts.values(), coop.coop_account], transfers)
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
-def seeded(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Seeded]:
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def seeded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
     """One seeded app per engine for the whole module: the operations share it, as clients would."""
     if request.param == "sqlite":
         path = tmp_path_factory.mktemp("fuzz") / "commons.db"
@@ -141,9 +135,7 @@ def seeded(
     engine.dispose()
     # Sign-in limits have their own tests (test_limits.py); here the fuzzer's guesses at
     # /auth/token and /auth/password must not lock the treasurer out of the rest of the run.
-    settings = replace(
-        make_settings(url), login_attempts_per_account=10**4, login_attempts_per_client=10**5
-    )
+    settings = replace(make_settings(url), login_attempts_per_account=10**4, login_attempts_per_client=10**5)
     with TestClient(app=create_app(settings, sweep_claims=False)) as client:
         api = Api(client)
         api.login("admin@example.org")
@@ -177,11 +169,7 @@ def steer(case: schemathesis.Case, data: st.DataObject, seeded: Seeded) -> None:
     the ledger rules and not only the lookups. Invalid (negative) cases are left as generated:
     steering must not make a deliberately invalid request valid."""
     meta = case.meta
-    if (
-        meta is None
-        or meta.generation.mode.is_negative
-        or not data.draw(st.booleans(), label="steer")
-    ):
+    if meta is None or meta.generation.mode.is_negative or not data.draw(st.booleans(), label="steer"):
         return
     pools = {
         "account_id": seeded.accounts,
@@ -235,6 +223,4 @@ def test_every_response_conforms_to_the_openapi(
         case.operation.path in {"/api/v1/auth/logout", "/api/v1/auth/password"}
         and response.status_code == 204
     ):
-        seeded.api.login(
-            TREASURER
-        )  # the treasurer's tokens were just revoked; sign in again to keep going
+        seeded.api.login(TREASURER)  # the treasurer's tokens were just revoked; sign in again to keep going

@@ -32,9 +32,7 @@ def stored(db_url: str) -> tuple[list[Any], int]:
                     t.transfers.c.id
                 )
             ).all()
-            keys = conn.execute(
-                sa.select(sa.func.count()).select_from(t.idempotency_keys)
-            ).scalar_one()
+            keys = conn.execute(sa.select(sa.func.count()).select_from(t.idempotency_keys)).scalar_one()
     finally:
         engine.dispose()
     return transfers, keys
@@ -133,9 +131,7 @@ def test_concurrent_requests_with_one_key_post_once(api: Api, coop: Coop, db_url
     assert retry.status_code == 201 and retry.json() == done[0].json()
 
 
-def test_a_refused_request_stores_nothing_so_a_retry_can_succeed(
-    api: Api, coop: Coop, db_url: str
-) -> None:
+def test_a_refused_request_stores_nothing_so_a_retry_can_succeed(api: Api, coop: Coop, db_url: str) -> None:
     a, b = coop.accounts[ANA], coop.accounts[BEN]
     r = api.pay(ANA, a, b, "25.00", key="big")  # ana's credit limit is -20.00
     assert r.status_code == 422 and r.json()["code"] == "insufficient_credit", r.text

@@ -58,9 +58,7 @@ def counts(db_url: str, *tables: str) -> dict[str, int]:
     try:
         with engine.connect() as conn:
             return {
-                name: conn.execute(
-                    sa.select(sa.func.count()).select_from(sa.table(name))
-                ).scalar_one()
+                name: conn.execute(sa.select(sa.func.count()).select_from(sa.table(name))).scalar_one()
                 for name in names
             }
     finally:
@@ -82,15 +80,11 @@ def post_raw(api: Api, path: str, who: str | None, content: Any, **headers: str)
 # --- request bodies -------------------------------------------------------------------------
 
 
-def test_a_body_over_64_kib_is_refused_with_413_and_writes_nothing(
-    api: Api, coop: Coop, db_url: str
-) -> None:
+def test_a_body_over_64_kib_is_refused_with_413_and_writes_nothing(api: Api, coop: Coop, db_url: str) -> None:
     payment = {"payer": coop.accounts[ANA], "payee": coop.accounts[BEN], "amount": "1.00"}
     before = counts(db_url)
 
-    over = post_raw(
-        api, "/transfers", ANA, padded(payment, BODY_LIMIT + 1), **{"Idempotency-Key": "big"}
-    )
+    over = post_raw(api, "/transfers", ANA, padded(payment, BODY_LIMIT + 1), **{"Idempotency-Key": "big"})
     assert_problem(over, 413, "payload_too_large")
 
     def stream() -> Iterator[bytes]:  # no Content-Length: the limit holds while reading, too
@@ -101,9 +95,7 @@ def test_a_body_over_64_kib_is_refused_with_413_and_writes_nothing(
     assert counts(db_url) == before, "a refused body wrote something"
 
     # The same key is still free, and a body of exactly the limit is accepted.
-    exact = post_raw(
-        api, "/transfers", ANA, padded(payment, BODY_LIMIT), **{"Idempotency-Key": "big"}
-    )
+    exact = post_raw(api, "/transfers", ANA, padded(payment, BODY_LIMIT), **{"Idempotency-Key": "big"})
     assert exact.status_code == 201, exact.text
     assert "Idempotent-Replayed" not in exact.headers
 
@@ -139,9 +131,7 @@ def test_the_batch_import_takes_more_than_64_kib_and_refuses_more_than_4_mib(
     assert_problem(over, 413, "payload_too_large")
     assert counts(db_url) == before, "a refused batch wrote something"
 
-    exact = post_raw(
-        api, f"/coops/{coop.slug}/transfers/batch", TESS, padded(_batch(coop, 3), BATCH_LIMIT)
-    )
+    exact = post_raw(api, f"/coops/{coop.slug}/transfers/batch", TESS, padded(_batch(coop, 3), BATCH_LIMIT))
     assert exact.status_code == 200, exact.text
 
 
@@ -242,9 +232,7 @@ def test_sign_ins_per_client_address_are_limited_whatever_the_account(
 ) -> None:
     client, app = strict
     for i in range(PER_CLIENT):  # spraying many accounts from one address
-        assert_problem(
-            sign_in(client, f"guess{i}@example.org", "wrong password"), 401, "invalid_credentials"
-        )
+        assert_problem(sign_in(client, f"guess{i}@example.org", "wrong password"), 401, "invalid_credentials")
     assert_rate_limited(sign_in(client, BEN, PASSWORD))
     # The limit is per address: another client signs in.
     assert sign_in_from(app, "198.51.100.7", BEN, PASSWORD).status_code == 200
@@ -313,9 +301,7 @@ def test_a_password_of_the_maximum_length_works(api: Api, coop: Coop) -> None:
 ARGON2_PARAMETERS = re.compile(r"^\$argon2id\$v=19\$m=19456,t=2,p=1\$")
 
 
-def test_argon2_parameters_are_fixed_by_the_code_not_by_input(
-    api: Api, coop: Coop, db_url: str
-) -> None:
+def test_argon2_parameters_are_fixed_by_the_code_not_by_input(api: Api, coop: Coop, db_url: str) -> None:
     """Every hash the API writes has the same cost (m=19 MiB, t=2, p=1), whatever the password;
     the cost of a verification comes from the stored hash, and only the code writes hashes."""
     for i, password in enumerate(
@@ -324,9 +310,7 @@ def test_argon2_parameters_are_fixed_by_the_code_not_by_input(
         member = {"email": f"m{i}@riverside.example.org", "name": "M", "password": password}
         assert api.post(f"/coops/{coop.slug}/members", ADMIN, member).status_code == 201
     assert (
-        api.post(
-            "/auth/password", ANA, {"current_password": PASSWORD, "new_password": "q" * 200}
-        ).status_code
+        api.post("/auth/password", ANA, {"current_password": PASSWORD, "new_password": "q" * 200}).status_code
         == 204
     )
     engine = make_engine(db_url, pool_size=1)
@@ -343,9 +327,7 @@ def test_argon2_parameters_are_fixed_by_the_code_not_by_input(
 IMPORT_LIMIT = 16 * MIB
 
 
-def test_an_oversize_obligations_import_is_refused_and_writes_nothing(
-    api: Api, db_url: str
-) -> None:
+def test_an_oversize_obligations_import_is_refused_and_writes_nothing(api: Api, db_url: str) -> None:
     if not any(
         getattr(r, "path", "") == "/api/v1/federations/{slug:str}/obligations/import"
         for r in api.client.app.routes
@@ -372,9 +354,7 @@ def test_an_oversize_obligations_import_is_refused_and_writes_nothing(
         == 201
     )
     assert (
-        api.post(
-            "/federations/valley/officers", ADMIN, {"email": "olga@valley.example.org"}
-        ).status_code
+        api.post("/federations/valley/officers", ADMIN, {"email": "olga@valley.example.org"}).status_code
         == 201
     )
     for slug in ("bakery", "farm"):
@@ -392,9 +372,7 @@ def test_an_oversize_obligations_import_is_refused_and_writes_nothing(
     oversize = csv(IMPORT_LIMIT // row + 10)
     assert len(oversize) > IMPORT_LIMIT
     h = api.h(officer, **{"Content-Type": "text/csv"})
-    r = api.client.post(
-        "/api/v1/federations/valley/obligations/import", content=oversize, headers=h
-    )
+    r = api.client.post("/api/v1/federations/valley/obligations/import", content=oversize, headers=h)
     assert_problem(r, 413, "payload_too_large")
     assert counts(db_url, "obligations") == {"obligations": 0}
     # The same rows, fewer of them, are accepted: the refusal was about size.
@@ -425,8 +403,6 @@ def test_write_transactions_are_durable_and_take_the_write_lock_at_begin(db_url:
                     other.execute("BEGIN IMMEDIATE")
                 other.close()
             else:
-                assert (
-                    conn.exec_driver_sql("SHOW transaction_isolation").scalar() == "read committed"
-                )
+                assert conn.exec_driver_sql("SHOW transaction_isolation").scalar() == "read committed"
     finally:
         engine.dispose()

@@ -106,9 +106,7 @@ def test_logout_revokes_the_access_token_and_every_refresh_token(api: Api) -> No
     other_device = token_pair(api)
     pair = token_pair(api)
     assert me(api, pair["access_token"]).status_code == 200
-    r = api.client.post(
-        "/api/v1/auth/logout", headers={"Authorization": f"Bearer {pair['access_token']}"}
-    )
+    r = api.client.post("/api/v1/auth/logout", headers={"Authorization": f"Bearer {pair['access_token']}"})
     assert r.status_code == 204, r.text
     assert_unauthenticated(me(api, pair["access_token"]))
     assert_unauthenticated(me(api, other_device["access_token"]))
@@ -178,9 +176,7 @@ def test_an_expired_refresh_token_is_refused(api: Api) -> None:
 
 
 def test_wrong_password_and_unknown_email_are_indistinguishable(api: Api) -> None:
-    wrong = api.client.post(
-        "/api/v1/auth/token", json={"email": ADMIN, "password": "wrong password"}
-    )
+    wrong = api.client.post("/api/v1/auth/token", json={"email": ADMIN, "password": "wrong password"})
     unknown = api.client.post(
         "/api/v1/auth/token", json={"email": "nobody@example.org", "password": PASSWORD}
     )
@@ -188,18 +184,14 @@ def test_wrong_password_and_unknown_email_are_indistinguishable(api: Api) -> Non
         assert_problem(wrong, 401, "invalid_credentials"),
         assert_problem(unknown, 401, "invalid_credentials"),
     )
-    assert {k: v for k, v in a.items() if k != "instance"} == {
-        k: v for k, v in b.items() if k != "instance"
-    }
+    assert {k: v for k, v in a.items() if k != "instance"} == {k: v for k, v in b.items() if k != "instance"}
     assert wrong.headers.get("www-authenticate") == unknown.headers.get("www-authenticate")
 
 
 def test_passwords_are_stored_as_strong_argon2id(api: Api, db_url: str) -> None:
     engine = make_engine(db_url, pool_size=1)
     with engine.connect() as conn:
-        stored = conn.execute(
-            sa.select(t.users.c.password_hash).where(t.users.c.email == ADMIN)
-        ).scalar_one()
+        stored = conn.execute(sa.select(t.users.c.password_hash).where(t.users.c.email == ADMIN)).scalar_one()
     engine.dispose()
     assert_strong_argon2id(stored)
     assert PASSWORD not in stored

@@ -113,9 +113,7 @@ def db(engine: Engine) -> Engine:
         t=POSTED,
         now=NOW,
     )
-    insert_transfer(
-        engine, id=PENDING, amount=200, status="pending", initiator_id=1, expires_at=LATER
-    )
+    insert_transfer(engine, id=PENDING, amount=200, status="pending", initiator_id=1, expires_at=LATER)
     return engine
 
 
@@ -128,9 +126,7 @@ def test_update_of_a_transfer_amount_is_refused(db: Engine) -> None:
 
 
 def test_delete_of_a_transfer_is_refused(db: Engine) -> None:
-    refused(
-        db, "DELETE FROM transfers WHERE id = :id", "append-only: DELETE on transfers", id=PENDING
-    )
+    refused(db, "DELETE FROM transfers WHERE id = :id", "append-only: DELETE on transfers", id=PENDING)
     assert transfer(db, PENDING)["status"] == "pending"
 
 
@@ -138,8 +134,7 @@ def test_delete_of_a_transfer_is_refused(db: Engine) -> None:
 def test_a_pending_claim_may_be_resolved_once(db: Engine, outcome: str) -> None:
     run(
         db,
-        "UPDATE transfers SET status = :outcome, resolved_at = :at, resolved_by_id = 1 "
-        "WHERE id = :id",
+        "UPDATE transfers SET status = :outcome, resolved_at = :at, resolved_by_id = 1 WHERE id = :id",
         outcome=outcome,
         at=LATER,
         id=PENDING,
@@ -150,9 +145,7 @@ def test_a_pending_claim_may_be_resolved_once(db: Engine, outcome: str) -> None:
     assert resolved["resolved_at"] is not None
     # Resolved is final: neither back to pending nor on to another outcome.
     for status in ("pending", *(o for o in PENDING_OUTCOMES if o != outcome)):
-        refused(
-            db, "UPDATE transfers SET status = :s WHERE id = :id", APPEND_ONLY, s=status, id=PENDING
-        )
+        refused(db, "UPDATE transfers SET status = :s WHERE id = :id", APPEND_ONLY, s=status, id=PENDING)
 
 
 def test_a_posted_transfer_cannot_become_pending(db: Engine) -> None:
@@ -218,8 +211,7 @@ def test_resolving_a_claim_changes_nothing_else(db: Engine) -> None:
             try:
                 run(
                     db,
-                    f"UPDATE transfers SET status = 'posted', resolved_at = :at, {name} = :v "
-                    "WHERE id = :id",
+                    f"UPDATE transfers SET status = 'posted', resolved_at = :at, {name} = :v WHERE id = :id",
                     at=LATER,
                     v=value,
                     id=PENDING,
@@ -252,9 +244,7 @@ def test_update_of_a_posting_is_refused(db: Engine) -> None:
 
 
 def test_delete_of_a_posting_is_refused(db: Engine) -> None:
-    refused(
-        db, "DELETE FROM postings WHERE account_id = :a", "append-only: DELETE on postings", a=ANA
-    )
+    refused(db, "DELETE FROM postings WHERE account_id = :a", "append-only: DELETE on postings", a=ANA)
     assert fetch(db, "SELECT count(*) AS n FROM postings") == {"n": 2}
 
 
@@ -327,9 +317,7 @@ def test_a_second_posting_for_the_same_account_version_is_refused(db: Engine) ->
     ],
     ids=["zero-amount", "negative-amount", "payer-is-payee", "unknown-status"],
 )
-def test_an_invalid_transfer_is_refused(
-    db: Engine, values: dict[str, Any], constraint: str
-) -> None:
+def test_an_invalid_transfer_is_refused(db: Engine, values: dict[str, Any], constraint: str) -> None:
     with pytest.raises(sa.exc.IntegrityError, match=constraint):
         insert_transfer(db, id=10, **values)
 
@@ -388,7 +376,5 @@ def test_without_limits_an_account_may_go_anywhere(db: Engine) -> None:
     ],
     ids=["balance-alone", "credits-alone", "negative-debits", "unknown-status"],
 )
-def test_an_inconsistent_account_row_is_refused(
-    db: Engine, assignment: str, constraint: str
-) -> None:
+def test_an_inconsistent_account_row_is_refused(db: Engine, assignment: str, constraint: str) -> None:
     refused(db, f"UPDATE accounts SET {assignment} WHERE id = :id", constraint, id=ANA)

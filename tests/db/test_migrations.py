@@ -121,9 +121,7 @@ def test_check_notices_drift(fresh_url: str, fresh_engine: Engine) -> None:
         command.check(alembic_config(fresh_url))
 
 
-def test_downgrade_removes_everything_and_upgrade_works_again(
-    fresh_url: str, fresh_engine: Engine
-) -> None:
+def test_downgrade_removes_everything_and_upgrade_works_again(fresh_url: str, fresh_engine: Engine) -> None:
     upgrade_to_head(fresh_url)
     built = schema_objects(fresh_engine)
     assert built["table"] == set(SQLModel.metadata.tables)
@@ -144,9 +142,7 @@ def test_downgrade_removes_everything_and_upgrade_works_again(
 def test_every_check_constraint_of_the_models_exists(engine: Engine) -> None:
     inspector = sa.inspect(engine)
     for table in SQLModel.metadata.sorted_tables:
-        declared = {
-            c.name for c in table.constraints if isinstance(c, sa.CheckConstraint) and c.name
-        }
+        declared = {c.name for c in table.constraints if isinstance(c, sa.CheckConstraint) and c.name}
         reflected = {c["name"] for c in inspector.get_check_constraints(table.name)}
         assert declared <= reflected, f"{table.name}: missing {declared - reflected}"
 
@@ -163,9 +159,7 @@ def test_append_only_triggers_exist(engine: Engine) -> None:
 
 def test_reversal_index_is_unique_and_partial(engine: Engine) -> None:
     (index,) = [
-        ix
-        for ix in sa.inspect(engine).get_indexes("transfers")
-        if ix["name"] == "uq_transfers_one_reversal"
+        ix for ix in sa.inspect(engine).get_indexes("transfers") if ix["name"] == "uq_transfers_one_reversal"
     ]
     assert index["unique"]
     assert index["column_names"] == ["reverses_id"]
@@ -189,9 +183,7 @@ def test_configuration_does_not_depend_on_the_working_directory(
     assert not (tmp_path / "commons.db").exists()
 
 
-def test_explicit_url_wins_over_the_environment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_explicit_url_wins_over_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A developer's COMMONS_DATABASE_URL must never be migrated by a call meant for another db."""
     developer_db = tmp_path / "developer.db"
     monkeypatch.setenv("COMMONS_DATABASE_URL", f"sqlite:///{developer_db}")

@@ -126,9 +126,7 @@ def join(
 
 def balances(engine: Engine) -> dict[int, int]:
     with engine.connect() as conn:
-        return {
-            r.id: r.balance for r in conn.execute(sa.select(t.accounts.c.id, t.accounts.c.balance))
-        }
+        return {r.id: r.balance for r in conn.execute(sa.select(t.accounts.c.id, t.accounts.c.balance))}
 
 
 def counts(engine: Engine) -> dict[str, int]:

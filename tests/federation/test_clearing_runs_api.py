@@ -121,20 +121,14 @@ def test_run_lifecycle(api: Api, engine: Engine, valley: dict[str, Member]) -> N
     again = api.post(f"/clearing-runs/{run['id']}/apply", OFFICER)
     assert again.status_code == 200 and again.json() == applied.json()
     assert obligations(engine) == after
-    assert (
-        api.post(f"/clearing-runs/{run['id']}/cancel", OFFICER).json()["code"]
-        == "clearing_run_closed"
-    )
+    assert api.post(f"/clearing-runs/{run['id']}/cancel", OFFICER).json()["code"] == "clearing_run_closed"
 
     # Clearing the remainders again sets off nothing.
     second = propose(api).json()
     assert (second["totals"]["obligations"], second["totals"]["setoff"]) == (2, "0.00")
     cancelled = api.post(f"/clearing-runs/{second['id']}/cancel", OFFICER)
     assert cancelled.json()["status"] == "cancelled"
-    assert (
-        api.post(f"/clearing-runs/{second['id']}/apply", OFFICER).json()["code"]
-        == "clearing_run_closed"
-    )
+    assert api.post(f"/clearing-runs/{second['id']}/apply", OFFICER).json()["code"] == "clearing_run_closed"
     listed = api.get("/federations/valley/clearing-runs", OFFICER).json()["items"]
     assert [(x["id"], x["status"]) for x in listed] == [
         (second["id"], "cancelled"),
@@ -152,19 +146,12 @@ def test_who_sees_what(api: Api, db_url: str, valley: dict[str, Member]) -> None
     assert [c["description"] for c in energy["cycles"]] == ["bakery → farm → energy → bakery"]
     items = api.get(f"/clearing-runs/{rid}/items", valley["energy"].treasurer).json()["items"]
     assert sorted(i["external_id"] for i in items) == ["inv-2", "inv-3"]
-    assert (
-        api.get(f"/clearing-runs/{rid}/items?coop=farm", valley["energy"].treasurer).status_code
-        == 403
-    )
+    assert api.get(f"/clearing-runs/{rid}/items?coop=farm", valley["energy"].treasurer).status_code == 403
     report = api.get(f"/clearing-runs/{rid}/report.csv", valley["energy"].treasurer)
     assert report.status_code == 200 and report.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(report.text)))
-    assert [(row["coop"], row["setoff"], row["owes_after"]) for row in rows] == [
-        ("energy", "60.00", "20.00")
-    ]
-    full = list(
-        csv.DictReader(io.StringIO(api.get(f"/clearing-runs/{rid}/report.csv", OFFICER).text))
-    )
+    assert [(row["coop"], row["setoff"], row["owes_after"]) for row in rows] == [("energy", "60.00", "20.00")]
+    full = list(csv.DictReader(io.StringIO(api.get(f"/clearing-runs/{rid}/report.csv", OFFICER).text)))
     assert [row["coop"] for row in full] == ["bakery", "energy", "farm"]
     assert sum(int(row["net_position"].replace(".", "")) for row in full) == 0
     summary = api.get("/federations/valley/clearing-runs", valley["farm"].treasurer).json()["items"]
@@ -197,9 +184,7 @@ def test_stale_apply_is_refused_and_changes_nothing(
     # The creditor waives inv-4 after the proposal.
     listed = api.get("/federations/valley/obligations", OFFICER).json()["items"]
     inv4 = next(o for o in listed if o["external_id"] == "inv-4")
-    assert (
-        api.post(f"/obligations/{inv4['id']}/cancel", valley["bakery"].treasurer).status_code == 200
-    )
+    assert api.post(f"/obligations/{inv4['id']}/cancel", valley["bakery"].treasurer).status_code == 200
     before, accounts = obligations(engine), balances(engine)
 
     r = api.post(f"/clearing-runs/{run['id']}/apply", OFFICER)
@@ -213,10 +198,7 @@ def test_stale_apply_is_refused_and_changes_nothing(
     fresh = propose(api).json()
     assert fresh["totals"]["setoff"] == "180.00"  # only the 3-cycle is left
     assert api.post(f"/clearing-runs/{fresh['id']}/apply", OFFICER).status_code == 200
-    assert (
-        api.post(f"/clearing-runs/{run['id']}/apply", OFFICER).json()["code"]
-        == "stale_clearing_run"
-    )
+    assert api.post(f"/clearing-runs/{run['id']}/apply", OFFICER).json()["code"] == "stale_clearing_run"
 
 
 def fed_balances(engine: Engine) -> dict[str, int]:
@@ -261,8 +243,7 @@ def test_settling_with_credit_passes_credit_through_a_coop_at_its_ceiling(
     # Credit flows energy → bakery → farm: bakery receives 20 and pays 30, a net -10 it can afford,
     # although it could not take the 20 in on its own (its ceiling is 0).
     assert {
-        c: (p["credit_paid"], p["credit_received"], p["credit_balance_change"])
-        for c, p in parts.items()
+        c: (p["credit_paid"], p["credit_received"], p["credit_balance_change"]) for c, p in parts.items()
     } == {
         "bakery": ("30.00", "20.00", "-10.00"),
         "energy": ("20.00", "0.00", "-20.00"),
@@ -292,9 +273,7 @@ def test_credit_clears_more_than_set_off_and_stays_within_limits(
     bakery, farm = make_coop(api, "bakery", member=None), make_coop(api, "farm", member=None)
     join(api, "valley", "bakery", min_balance="-50.00", max_balance="0.00")
     join(api, "valley", "farm", min_balance="0.00", max_balance="80.00")
-    record(
-        api, bakery.treasurer, "inv-1", "bakery", "farm", "100.00"
-    )  # a chain: set-off alone clears 0
+    record(api, bakery.treasurer, "inv-1", "bakery", "farm", "100.00")  # a chain: set-off alone clears 0
 
     run = propose(api, settle_with_credit=True).json()
     totals = run["totals"]
@@ -325,9 +304,7 @@ def test_credit_clears_more_than_set_off_and_stays_within_limits(
     assert applied.json()["transaction_id"]
     assert fed_balances(engine) == {"bakery": -5000, "farm": 5000}
     assert obligations(engine)["inv-1"][:2] == (5000, "confirmed")
-    members = {
-        m["coop"]: m for m in api.get("/federations/valley/members", OFFICER).json()["items"]
-    }
+    members = {m["coop"]: m for m in api.get("/federations/valley/members", OFFICER).json()["items"]}
     assert (members["bakery"]["balance"], members["farm"]["balance"]) == ("-50.00", "50.00")
     clearing = api.get("/federations/valley", OFFICER).json()["clearing_account"]
     with engine.connect() as conn:
@@ -335,10 +312,7 @@ def test_credit_clears_more_than_set_off_and_stays_within_limits(
         assert conn.execute(sa.select(a.c.balance).where(a.c.id == int(clearing))).scalar_one() == 0
         ledger = conn.execute(sa.select(a.c.ledger_id).where(a.c.id == int(clearing))).scalar_one()
         assert (
-            conn.execute(
-                sa.select(sa.func.sum(a.c.balance)).where(a.c.ledger_id == ledger)
-            ).scalar_one()
-            == 0
+            conn.execute(sa.select(sa.func.sum(a.c.balance)).where(a.c.ledger_id == ledger)).scalar_one() == 0
         )
         transfers = conn.execute(
             sa.select(t.transfers.c.payer_id, t.transfers.c.payee_id, t.transfers.c.amount).where(
@@ -353,6 +327,4 @@ def test_credit_clears_more_than_set_off_and_stays_within_limits(
     }
     # A treasurer sees its own credit movement.
     mine = api.get(f"/clearing-runs/{run['id']}", farm.treasurer).json()
-    assert [(p["coop"], p["credit_balance_change"]) for p in mine["participants"]] == [
-        ("farm", "50.00")
-    ]
+    assert [(p["coop"], p["credit_balance_change"]) for p in mine["participants"]] == [("farm", "50.00")]

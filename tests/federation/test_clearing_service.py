@@ -56,12 +56,9 @@ KNOWN = {
 }
 
 
-def add_obligations(
-    conn: Connection, federation: FederationRecord, rows: list[tuple[str, str, int]]
-) -> None:
+def add_obligations(conn: Connection, federation: FederationRecord, rows: list[tuple[str, str, int]]) -> None:
     parsed = [
-        ParsedRow(i + 2, ObligationInput(f"o-{i}", d, c, amount))
-        for i, (d, c, amount) in enumerate(rows)
+        ParsedRow(i + 2, ObligationInput(f"o-{i}", d, c, amount)) for i, (d, c, amount) in enumerate(rows)
     ]
     result = import_obligations(
         conn, requester=OPERATOR, federation=federation, rows=parsed, problems=[], now=NOW
@@ -103,9 +100,7 @@ _federations = count()
 @st.composite
 def federations(
     draw: st.DrawFn,
-) -> tuple[
-    dict[str, tuple[int | None, int | None]], list[tuple[str, str, int]], list[tuple[str, str, int]]
-]:
+) -> tuple[dict[str, tuple[int | None, int | None]], list[tuple[str, str, int]], list[tuple[str, str, int]]]:
     size = draw(st.integers(3, 6))
     names = NAMES[:size]
     limit = st.one_of(st.none(), st.integers(0, 60))

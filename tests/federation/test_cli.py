@@ -25,18 +25,14 @@ def remaining(engine: Engine) -> list[int]:
 def test_clear_proposes_prints_applies_and_reports(
     fed_engine: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    federation = service_federation(
-        fed_engine, {"bakery": (0, 0), "farm": (0, 0), "energy": (0, 0)}
-    )
+    federation = service_federation(fed_engine, {"bakery": (0, 0), "farm": (0, 0), "energy": (0, 0)})
     with write_transaction(fed_engine) as conn:
         rows = [("bakery", "farm", 10000), ("farm", "energy", 6000), ("energy", "bakery", 8000)]
         add_obligations(conn, federation, rows)
     monkeypatch.setenv("COMMONS_DATABASE_URL", db_url)
     runner = CliRunner()
 
-    proposed = runner.invoke(
-        app, ["federation", "clear", "--federation", "valley", "--period", "2026-11"]
-    )
+    proposed = runner.invoke(app, ["federation", "clear", "--federation", "valley", "--period", "2026-11"])
     assert proposed.exit_code == 0, proposed.output
     assert "set-off" in proposed.output and "180.00 (0.7500)" in proposed.output
     assert "bakery → farm → energy → bakery: 60.00 set off" in proposed.output
@@ -70,8 +66,6 @@ def test_clear_proposes_prints_applies_and_reports(
     assert len(lines) == 4  # a line per co-op; energy → bakery → farm is no cycle: nothing set off
     assert all(line.split(",")[4] == "0.00" for line in lines[1:])
 
-    missing = runner.invoke(
-        app, ["federation", "clear", "--federation", "nowhere", "--period", "2026-11"]
-    )
+    missing = runner.invoke(app, ["federation", "clear", "--federation", "nowhere", "--period", "2026-11"])
     assert missing.exit_code == 2
     assert "federation_not_found" in missing.output

@@ -23,9 +23,7 @@ from tests.federation.conftest import (
 def ledger_sums(engine: Engine) -> list[int]:
     with engine.connect() as conn:
         a = t.accounts
-        return list(
-            conn.execute(sa.select(sa.func.sum(a.c.balance)).group_by(a.c.ledger_id)).scalars()
-        )
+        return list(conn.execute(sa.select(sa.func.sum(a.c.balance)).group_by(a.c.ledger_id)).scalars())
 
 
 @pytest.fixture
@@ -85,10 +83,7 @@ def test_three_legs_convert_half_even_and_show_on_both_statements(
         assert record.json()["payer_rate"] == "1" and record.json()["payee_rate"] == "4"
         assert legs[0]["transfer"] == body["id"]
         # every leg is a posted transfer of the same transaction
-        assert (
-            api.get(f"/cross-coop-payments/{body['transaction_id']}", y["member"]).status_code
-            == 200
-        )
+        assert api.get(f"/cross-coop-payments/{body['transaction_id']}", y["member"]).status_code == 200
         transactions.append((body["transaction_id"], legs))
 
     paid = sum(int(a.replace(".", "")) for a in expected)  # in hundredths
@@ -122,9 +117,7 @@ def test_three_legs_convert_half_even_and_show_on_both_statements(
     assert [p["amount"] for p in lines] == [v[0] for v in expected.values()]
     assert [p["transfer"] for p in lines] == [legs[1]["transfer"] for _, legs in transactions]
     assert api.get("/federations/valley/members/riverside/postings", OFFICER).status_code == 200
-    assert (
-        api.get("/federations/valley/members/riverside/postings", y["treasurer"]).status_code == 403
-    )
+    assert api.get("/federations/valley/members/riverside/postings", y["treasurer"]).status_code == 403
     assert api.get("/federations/valley/members/hillside/postings", y["member"]).status_code == 403
 
 
@@ -157,9 +150,7 @@ def test_guards(api: Api, engine: Engine, pair: tuple) -> None:
     assert api.get("/cross-coop-payments/not-a-payment", OFFICER).status_code == 404
 
 
-def _refused(
-    api: Api, engine: Engine, x: dict[str, str], y: dict[str, str], amount: str, code: str
-) -> None:
+def _refused(api: Api, engine: Engine, x: dict[str, str], y: dict[str, str], amount: str, code: str) -> None:
     before_balances, before_counts = balances(engine), counts(engine)
     r = api.pay(x["member"], x["account"], y["account"], amount)
     assert r.status_code == 422, r.text
@@ -185,36 +176,25 @@ def test_refused_atomically_at_each_legs_limit(api: Api, engine: Engine, db_url:
 
     # leg 2, payer side: the paying co-op's credit limit in the federation ledger
     assert (
-        api.patch(
-            "/federations/valley/members/riverside", OFFICER, {"min_balance": "-5.00"}
-        ).status_code
+        api.patch("/federations/valley/members/riverside", OFFICER, {"min_balance": "-5.00"}).status_code
         == 200
     )
     _refused(api, engine, x, y, "6.00", "insufficient_credit")
-    assert (
-        api.pay(x["member"], x["account"], y["account"], "5.00").status_code == 201
-    )  # exactly at the limit
+    assert api.pay(x["member"], x["account"], y["account"], "5.00").status_code == 201  # exactly at the limit
     assert api.get("/federations/valley/members/riverside", OFFICER).json()["balance"] == "-5.00"
     assert (
-        api.patch(
-            "/federations/valley/members/riverside", OFFICER, {"min_balance": "-100.00"}
-        ).status_code
+        api.patch("/federations/valley/members/riverside", OFFICER, {"min_balance": "-100.00"}).status_code
         == 200
     )
 
     # leg 2, payee side: the receiving co-op's ceiling in the federation ledger
     assert (
-        api.patch(
-            "/federations/valley/members/hillside", OFFICER, {"max_balance": "8.00"}
-        ).status_code
-        == 200
+        api.patch("/federations/valley/members/hillside", OFFICER, {"max_balance": "8.00"}).status_code == 200
     )
     _refused(api, engine, x, y, "4.00", "ceiling_exceeded")
     assert api.pay(x["member"], x["account"], y["account"], "3.00").status_code == 201
     assert (
-        api.patch(
-            "/federations/valley/members/hillside", OFFICER, {"max_balance": "100.00"}
-        ).status_code
+        api.patch("/federations/valley/members/hillside", OFFICER, {"max_balance": "100.00"}).status_code
         == 200
     )
 
@@ -227,19 +207,14 @@ def test_refused_atomically_at_each_legs_limit(api: Api, engine: Engine, db_url:
 
     # a frozen federation account refuses too
     assert (
-        api.patch(
-            "/federations/valley/members/riverside", OFFICER, {"status": "frozen"}
-        ).status_code
-        == 200
+        api.patch("/federations/valley/members/riverside", OFFICER, {"status": "frozen"}).status_code == 200
     )
     hill_back = {"member": hill.email, "account": hill.account}
     _refused(api, engine, hill_back, {"account": river.account}, "1.00", "account_frozen")
     assert xj["account"] != yj["account"]
 
 
-def test_the_mirror_account_moves_only_with_its_three_legs(
-    api: Api, engine: Engine, pair: tuple
-) -> None:
+def test_the_mirror_account_moves_only_with_its_three_legs(api: Api, engine: Engine, pair: tuple) -> None:
     """A treasurer can neither pay into or out of the federation mirror account directly nor
     reverse one leg of a cross-co-op payment: either would break the mirror."""
     _, x, y = pair

@@ -80,9 +80,7 @@ def test_opposite_payments_do_not_deadlock_and_keep_every_invariant(fed_engine: 
 
     a = t.accounts
     with fed_engine.connect() as conn:
-        sums = conn.execute(
-            sa.select(a.c.ledger_id, sa.func.sum(a.c.balance)).group_by(a.c.ledger_id)
-        ).all()
+        sums = conn.execute(sa.select(a.c.ledger_id, sa.func.sum(a.c.balance)).group_by(a.c.ledger_id)).all()
         assert all(total == 0 for _, total in sums), sums
         bad = conn.execute(
             sa.select(a.c.id).where(

@@ -40,9 +40,7 @@ KNOWN = {
 
 def members_of(path: Path) -> list[str]:
     with path.open(newline="") as f:
-        return sorted(
-            {name for row in csv.DictReader(f) for name in (row["debtor"], row["creditor"])}
-        )
+        return sorted({name for row in csv.DictReader(f) for name in (row["debtor"], row["creditor"])})
 
 
 def build_federation(engine: Engine, names: list[str]) -> None:
@@ -57,9 +55,7 @@ def build_federation(engine: Engine, names: list[str]) -> None:
         )
 
         def insert(table: sa.Table, rows: list[dict[str, Any]]) -> list[int]:
-            result = conn.execute(
-                sa.insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
-            )
+            result = conn.execute(sa.insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
             return list(result.scalars())
 
         ledgers = insert(
@@ -94,12 +90,8 @@ def build_federation(engine: Engine, names: list[str]) -> None:
             t.accounts,
             [account(ledger, "coop", n) for n, ledger in zip(names, ledgers, strict=True)],
         )
-        in_federation = insert(
-            t.accounts, [account(federation.ledger_id, "coop", n) for n in names]
-        )
-        mirrors = insert(
-            t.accounts, [account(ledger, "federation", "Valley") for ledger in ledgers]
-        )
+        in_federation = insert(t.accounts, [account(federation.ledger_id, "coop", n) for n in names])
+        mirrors = insert(t.accounts, [account(ledger, "federation", "Valley") for ledger in ledgers])
         conn.execute(
             sa.insert(ct.federation_members),
             [
@@ -127,9 +119,7 @@ def build_federation(engine: Engine, names: list[str]) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(KNOWN))
-def test_dataset_optimum_through_a_clearing_run(
-    api: Api, db_url: str, engine: Engine, name: str
-) -> None:
+def test_dataset_optimum_through_a_clearing_run(api: Api, db_url: str, engine: Engine, name: str) -> None:
     path = DATASETS / name
     if not path.exists():
         pytest.skip(f"{path} is not there (set COMMONS_CLEARING_DATASETS)")
@@ -137,10 +127,7 @@ def test_dataset_optimum_through_a_clearing_run(
     build_federation(engine, members_of(path))
     add_user(db_url, OFFICER)
     assert (
-        api.post(
-            "/federations/valley/officers", "admin@example.org", {"email": OFFICER}
-        ).status_code
-        == 201
+        api.post("/federations/valley/officers", "admin@example.org", {"email": OFFICER}).status_code == 201
     )
     api.login(OFFICER)
 

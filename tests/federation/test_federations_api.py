@@ -24,14 +24,10 @@ def test_federation_membership_and_limits(api: Api, db_url: str) -> None:
 
     # Officers are appointed by the admin, from existing users.
     assert (
-        api.post("/federations/valley/officers", ADMIN, {"email": OFFICER}).json()["code"]
-        == "user_not_found"
+        api.post("/federations/valley/officers", ADMIN, {"email": OFFICER}).json()["code"] == "user_not_found"
     )
     add_user(db_url, OFFICER)
-    assert (
-        api.post("/federations/valley/officers", river.treasurer, {"email": OFFICER}).status_code
-        == 403
-    )
+    assert api.post("/federations/valley/officers", river.treasurer, {"email": OFFICER}).status_code == 403
     assert api.post("/federations/valley/officers", ADMIN, {"email": OFFICER}).status_code == 201
     assert api.post("/federations/valley/officers", ADMIN, {"email": OFFICER}).status_code == 409
     api.login(OFFICER)
@@ -51,15 +47,11 @@ def test_federation_membership_and_limits(api: Api, db_url: str) -> None:
         r = api.post("/federations/valley/members", OFFICER, {"coop": "riverside", "rate": rate})
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "rate", (rate, r.text)
     assert (
-        api.post(
-            "/federations/valley/members", OFFICER, {"coop": "riverside", "rate": 1.5}
-        ).status_code
+        api.post("/federations/valley/members", OFFICER, {"coop": "riverside", "rate": 1.5}).status_code
         == 422
     )
     assert (
-        api.post("/federations/valley/members", OFFICER, {"coop": "atlantis", "rate": "1"}).json()[
-            "code"
-        ]
+        api.post("/federations/valley/members", OFFICER, {"coop": "atlantis", "rate": "1"}).json()["code"]
         == "coop_not_found"
     )
     joined = api.post("/federations/valley/members", OFFICER, {"coop": "riverside", "rate": "1.25"})
@@ -77,9 +69,7 @@ def test_federation_membership_and_limits(api: Api, db_url: str) -> None:
         "scale": 2,
     }
     assert (
-        api.post("/federations/valley/members", ADMIN, {"coop": "riverside", "rate": "1"}).json()[
-            "code"
-        ]
+        api.post("/federations/valley/members", ADMIN, {"coop": "riverside", "rate": "1"}).json()["code"]
         == "already_exists"
     )
     join(api, "valley", "hillside", who=ADMIN, min_balance="-10.00", max_balance=None)
@@ -105,8 +95,7 @@ def test_federation_membership_and_limits(api: Api, db_url: str) -> None:
     }
     assert seen["riverside"] is None and seen["hillside"] is not None
     assert all(
-        m["account"] is None
-        for m in api.get("/federations/valley/members", river.email).json()["items"]
+        m["account"] is None for m in api.get("/federations/valley/members", river.email).json()["items"]
     )
     assert api.get("/federations/valley/members?limit=1", ADMIN).json()["next_cursor"] is not None
     for outsider in (island.treasurer, island.email):
@@ -132,9 +121,7 @@ def test_federation_membership_and_limits(api: Api, db_url: str) -> None:
         "50.00",
     )
     assert (
-        api.patch(
-            "/federations/valley/members/riverside", OFFICER, {"min_balance": "5.00"}
-        ).status_code
+        api.patch("/federations/valley/members/riverside", OFFICER, {"min_balance": "5.00"}).status_code
         == 422
     )
     paid = api.pay(river.email, river.account, hill.account, "8.00")  # 8.00 HOUR x 1.25 = 10.00 FED
@@ -143,8 +130,6 @@ def test_federation_membership_and_limits(api: Api, db_url: str) -> None:
     refused = api.patch("/federations/valley/members/riverside", OFFICER, {"min_balance": "-9.99"})
     assert refused.status_code == 409 and refused.json()["code"] == "limit_violated_by_balance"
     assert (
-        api.patch(
-            "/federations/valley/members/atlantis", OFFICER, {"min_balance": "-1.00"}
-        ).status_code
+        api.patch("/federations/valley/members/atlantis", OFFICER, {"min_balance": "-1.00"}).status_code
         == 404
     )

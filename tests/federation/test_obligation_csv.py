@@ -24,9 +24,7 @@ def test_with_ids_and_optional_columns_in_any_order() -> None:
 
 
 def test_without_ids_rows_are_numbered_and_blank_lines_skipped() -> None:
-    rows, problems = parse_obligations_csv(
-        "debtor,creditor,amount\r\na,b,1\r\n\r\nb,c,2\r\n", scale=0
-    )
+    rows, problems = parse_obligations_csv("debtor,creditor,amount\r\na,b,1\r\n\r\nb,c,2\r\n", scale=0)
     assert problems == []
     assert [(r.line, r.obligation.external_id, r.obligation.amount) for r in rows] == [
         (2, "1", 1),

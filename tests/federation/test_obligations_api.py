@@ -39,9 +39,7 @@ def test_lifecycle(api: Api, valley: dict[str, Member]) -> None:
     bakery, farm = valley["bakery"].treasurer, valley["farm"].treasurer
 
     # Entered by the creditor: waits for the debtor.
-    r = record(
-        api, farm, "inv-1", "bakery", "farm", "100.00", due_on="2026-11-15", reference="flour"
-    )
+    r = record(api, farm, "inv-1", "bakery", "farm", "100.00", due_on="2026-11-15", reference="flour")
     assert r.status_code == 201, r.text
     inv1 = r.json()
     assert (inv1["status"], inv1["entered_by"], inv1["remaining"], inv1["version"]) == (
@@ -51,13 +49,9 @@ def test_lifecycle(api: Api, valley: dict[str, Member]) -> None:
         0,
     )
     # The same external_id and content again: the same obligation, nothing new.
-    again = record(
-        api, farm, "inv-1", "bakery", "farm", "100.00", due_on="2026-11-15", reference="flour"
-    )
+    again = record(api, farm, "inv-1", "bakery", "farm", "100.00", due_on="2026-11-15", reference="flour")
     assert again.status_code == 200 and again.json()["id"] == inv1["id"]
-    clash = record(
-        api, farm, "inv-1", "bakery", "farm", "101.00", due_on="2026-11-15", reference="flour"
-    )
+    clash = record(api, farm, "inv-1", "bakery", "farm", "101.00", due_on="2026-11-15", reference="flour")
     assert clash.status_code == 409 and clash.json()["code"] == "external_id_conflict"
 
     # Only the debtor's treasurer confirms; members see nothing; outsiders learn nothing.
@@ -69,9 +63,7 @@ def test_lifecycle(api: Api, valley: dict[str, Member]) -> None:
     r = api.post(f"/obligations/{oid}/confirm", bakery)
     assert r.status_code == 200, r.text
     assert (r.json()["status"], r.json()["version"]) == ("confirmed", 1)
-    assert (
-        api.post(f"/obligations/{oid}/confirm", bakery).json()["code"] == "invalid_obligation_state"
-    )
+    assert api.post(f"/obligations/{oid}/confirm", bakery).json()["code"] == "invalid_obligation_state"
     # The debtor did not enter it: it cannot withdraw it; the creditor could waive it.
     assert api.post(f"/obligations/{oid}/cancel", bakery).status_code == 403
 
@@ -88,10 +80,7 @@ def test_lifecycle(api: Api, valley: dict[str, Member]) -> None:
     assert api.post(f"/obligations/{inv2}/confirm", bakery).json()["status"] == "confirmed"
     r = api.post(f"/obligations/{inv2}/cancel", bakery, {"reason": "entered twice"})
     assert (r.status_code, r.json()["status"]) == (200, "cancelled")
-    assert (
-        api.post(f"/obligations/{inv2}/dispute", bakery).json()["code"]
-        == "invalid_obligation_state"
-    )
+    assert api.post(f"/obligations/{inv2}/dispute", bakery).json()["code"] == "invalid_obligation_state"
 
     # The creditor waives a disputed one.
     inv3 = record(api, farm, "inv-3", "bakery", "farm", "10.00").json()["id"]
@@ -103,9 +92,7 @@ def test_lifecycle(api: Api, valley: dict[str, Member]) -> None:
     bad = record(api, bakery, "inv-5", "bakery", "nowhere", "1.00")
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "creditor"
     assert record(api, bakery, "inv-6", "bakery", "bakery", "1.00").status_code == 422
-    assert (
-        record(api, bakery, "inv-7", "bakery", "farm", "1.001").json()["code"] == "invalid_amount"
-    )
+    assert record(api, bakery, "inv-7", "bakery", "farm", "1.001").json()["code"] == "invalid_amount"
 
     # Lists: officers all, treasurers their co-op's, members nothing.
     page = api.get("/federations/valley/obligations", OFFICER).json()
@@ -114,9 +101,7 @@ def test_lifecycle(api: Api, valley: dict[str, Member]) -> None:
     assert [o["external_id"] for o in confirmed] == ["inv-1"]
     assert api.get("/federations/valley/obligations", valley["farm"].email).status_code == 403
     two = api.get("/federations/valley/obligations?limit=2", OFFICER).json()
-    rest = api.get(
-        f"/federations/valley/obligations?limit=2&cursor={two['next_cursor']}", OFFICER
-    ).json()
+    rest = api.get(f"/federations/valley/obligations?limit=2&cursor={two['next_cursor']}", OFFICER).json()
     assert [o["external_id"] for o in two["items"] + rest["items"]] == ["inv-1", "inv-2", "inv-3"]
     assert rest["next_cursor"] is None
 
@@ -142,9 +127,7 @@ def post_csv(api: Api, who: str, text: str) -> Any:
     )
 
 
-def test_csv_import_reports_bad_rows_by_line_and_is_idempotent(
-    api: Api, valley: dict[str, Member]
-) -> None:
+def test_csv_import_reports_bad_rows_by_line_and_is_idempotent(api: Api, valley: dict[str, Member]) -> None:
     r = post_csv(api, OFFICER, CSV)
     assert r.status_code == 200, r.text
     body = r.json()
@@ -171,9 +154,7 @@ def test_csv_import_reports_bad_rows_by_line_and_is_idempotent(
 
     # A treasurer imports rows of its own co-op: as creditor they wait for confirmation.
     farm = valley["farm"].treasurer
-    mine = post_csv(
-        api, farm, "debtor,creditor,amount\nbakery,farm,7.00\nfarm,bakery,1.00\n"
-    ).json()
+    mine = post_csv(api, farm, "debtor,creditor,amount\nbakery,farm,7.00\nfarm,bakery,1.00\n").json()
     assert (mine["created"], mine["refused"]) == (2, 0)
     items = api.get("/federations/valley/obligations?coop=farm", farm).json()["items"]
     assert [(o["external_id"], o["status"]) for o in items[2:]] == [

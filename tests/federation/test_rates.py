@@ -69,9 +69,7 @@ def test_divide_half_even(n: int, d: int, q: int) -> None:
 @given(st.integers(0, 10**30), st.integers(1, 10**20))
 def test_divide_half_even_matches_decimal(n: int, d: int) -> None:
     expected = (
-        (Decimal(n) / Decimal(d)).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
-        if n < 10**25
-        else None
+        (Decimal(n) / Decimal(d)).quantize(Decimal(1), rounding=ROUND_HALF_EVEN) if n < 10**25 else None
     )
     if expected is not None and len(str(n)) + len(str(d)) < 27:  # within Decimal's 28 digits
         assert divide_half_even(n, d) == int(expected)
@@ -86,12 +84,8 @@ def test_conversions_round_half_even_at_each_target_scale() -> None:
     half = parse_rate("0.5")
     assert to_federation(1, rate=half, coop_scale=2, federation_scale=2) == 0  # 0.005 → 0.00
     assert to_federation(3, rate=half, coop_scale=2, federation_scale=2) == 2  # 0.015 → 0.02
-    assert (
-        to_federation(150, rate=parse_rate("1"), coop_scale=2, federation_scale=0) == 2
-    )  # 1.50 → 2
-    assert (
-        to_federation(250, rate=parse_rate("1"), coop_scale=2, federation_scale=0) == 2
-    )  # 2.50 → 2
+    assert to_federation(150, rate=parse_rate("1"), coop_scale=2, federation_scale=0) == 2  # 1.50 → 2
+    assert to_federation(250, rate=parse_rate("1"), coop_scale=2, federation_scale=0) == 2  # 2.50 → 2
     assert to_federation(7, rate=parse_rate("1"), coop_scale=0, federation_scale=3) == 7000
     conversion = convert_payment(
         1000,
@@ -122,6 +116,6 @@ def test_conversion_is_the_exact_value_rounded(
     rate = Rate(num, 10**decimals)
     exact = Decimal(amount).scaleb(-coop_scale) * Decimal(num).scaleb(-decimals)
     expected = exact.scaleb(fed_scale).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
-    assert to_federation(
-        amount, rate=rate, coop_scale=coop_scale, federation_scale=fed_scale
-    ) == int(expected)
+    assert to_federation(amount, rate=rate, coop_scale=coop_scale, federation_scale=fed_scale) == int(
+        expected
+    )

@@ -49,21 +49,11 @@ MOVEMENT_CASES = [
     pytest.param(Movement(1, 1, 5), acct(1), acct(1), ["same_account"], id="same-account"),
     pytest.param(Movement(1, 2, 5), None, acct(2), ["account_not_found"], id="no-payer"),
     pytest.param(Movement(1, 2, 5), acct(1), None, ["account_not_found"], id="no-payee"),
-    pytest.param(
-        Movement(1, 2, 5), acct(1, status=FROZEN), acct(2), ["account_frozen"], id="payer-frozen"
-    ),
-    pytest.param(
-        Movement(1, 2, 5), acct(1), acct(2, status=FROZEN), ["account_frozen"], id="payee-frozen"
-    ),
-    pytest.param(
-        Movement(1, 2, 5), acct(1, status=CLOSED), acct(2), ["account_closed"], id="payer-closed"
-    ),
-    pytest.param(
-        Movement(1, 2, 5), acct(1), acct(2, status=CLOSED), ["account_closed"], id="payee-closed"
-    ),
-    pytest.param(
-        Movement(1, 2, 5), acct(1), acct(2, ledger=9), ["unit_mismatch"], id="other-ledger"
-    ),
+    pytest.param(Movement(1, 2, 5), acct(1, status=FROZEN), acct(2), ["account_frozen"], id="payer-frozen"),
+    pytest.param(Movement(1, 2, 5), acct(1), acct(2, status=FROZEN), ["account_frozen"], id="payee-frozen"),
+    pytest.param(Movement(1, 2, 5), acct(1, status=CLOSED), acct(2), ["account_closed"], id="payer-closed"),
+    pytest.param(Movement(1, 2, 5), acct(1), acct(2, status=CLOSED), ["account_closed"], id="payee-closed"),
+    pytest.param(Movement(1, 2, 5), acct(1), acct(2, ledger=9), ["unit_mismatch"], id="other-ledger"),
     pytest.param(
         Movement(1, 1, 0),
         acct(1, status=FROZEN),
@@ -102,9 +92,7 @@ LIMIT_CASES = [
     pytest.param(0, -2000, 3999, 4000, 2, ["ceiling_exceeded"], id="one-step-above"),
     pytest.param(0, None, 0, None, 10**15, [], id="no-limits"),
     pytest.param(0, 0, 0, 0, 1, ["insufficient_credit", "ceiling_exceeded"], id="both"),
-    pytest.param(
-        -3000, -2000, 5000, 4000, 1, ["insufficient_credit", "ceiling_exceeded"], id="beyond"
-    ),
+    pytest.param(-3000, -2000, 5000, 4000, 1, ["insufficient_credit", "ceiling_exceeded"], id="beyond"),
     pytest.param(5000, 0, -3000, 0, 1000, [], id="moving-toward-the-limits"),
 ]
 

@@ -27,9 +27,7 @@ class Coop:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         with write_transaction(engine) as conn:
-            admin = Actor(
-                create_user(conn, email="a@x.org", name="A", password=None, now=NOW), True
-            )
+            admin = Actor(create_user(conn, email="a@x.org", name="A", password=None, now=NOW), True)
             coop = create_coop(
                 conn,
                 actor=admin,
@@ -57,9 +55,7 @@ class Coop:
                     password=None,
                     now=NOW,
                 )
-                self.people[name] = Actor(
-                    uid, False, (CoopRole(coop.id, "svc", coop.ledger_id, role, acc),)
-                )
+                self.people[name] = Actor(uid, False, (CoopRole(coop.id, "svc", coop.ledger_id, role, acc),))
                 self.accounts[name] = acc
 
     def run(self, fn: Any) -> Any:
@@ -69,9 +65,7 @@ class Coop:
     def pay(self, who: str, payer: str, payee: str, amount: int) -> service.TransferRecord:
         request = TransferInput(self.accounts[payer], self.accounts[payee], amount)
         return self.run(
-            lambda conn: service.create_transfer(
-                conn, actor=self.people[who], request=request, now=NOW
-            )
+            lambda conn: service.create_transfer(conn, actor=self.people[who], request=request, now=NOW)
         )
 
     def limits(self, name: str, lo: int | None, hi: int | None) -> None:
@@ -112,9 +106,7 @@ def test_accepting_a_claim_over_the_ceiling_says_ceiling(coop: Coop) -> None:
     coop.pay("tess", "tess", "ben", 500)  # ben at 5.00 of his 10.00 ceiling
     with pytest.raises(DomainError) as refused:
         coop.run(
-            lambda conn: service.accept_claim(
-                conn, actor=coop.people["ana"], transfer_id=claim.id, now=NOW
-            )
+            lambda conn: service.accept_claim(conn, actor=coop.people["ana"], transfer_id=claim.id, now=NOW)
         )
     assert refused.value.code == "ceiling_exceeded"
     assert [p.code for p in refused.value.problems] == ["ceiling_exceeded"]
@@ -141,9 +133,7 @@ def test_both_limits_are_named_when_both_refuse(coop: Coop) -> None:
     coop.limits("ana", -1000, 1000)
     with pytest.raises(DomainError) as refused:
         coop.run(
-            lambda conn: service.accept_claim(
-                conn, actor=coop.people["ana"], transfer_id=claim.id, now=NOW
-            )
+            lambda conn: service.accept_claim(conn, actor=coop.people["ana"], transfer_id=claim.id, now=NOW)
         )
     assert [p.code for p in refused.value.problems] == ["insufficient_credit", "ceiling_exceeded"]
 
@@ -175,9 +165,7 @@ def test_a_refused_row_that_changed_back_is_not_a_conflict(coop: Coop, db_url: s
     event.listen(coop.engine, "after_cursor_execute", interfere)
     try:
         coop.run(
-            lambda conn: service.accept_claim(
-                conn, actor=coop.people["ana"], transfer_id=claim.id, now=NOW
-            )
+            lambda conn: service.accept_claim(conn, actor=coop.people["ana"], transfer_id=claim.id, now=NOW)
         )
     except DomainError as refused:
         assert refused.code == "insufficient_credit", refused

@@ -137,9 +137,7 @@ actors = st.sampled_from([*[None] * 12, 0, 1, 2, 3, 4])
 def run_machine(engine: Engine) -> None:
     """Build the machine over `engine` and run it (one fresh co-op per Hypothesis example)."""
     with write_transaction(engine) as conn:
-        admin_id = create_user(
-            conn, email="admin@sm.example.org", name="Admin", password=None, now=START
-        )
+        admin_id = create_user(conn, email="admin@sm.example.org", name="Admin", password=None, now=START)
     admin = Actor(user_id=admin_id, is_admin=True)
 
     def new_coop(conn: Connection, slug: str, names: tuple[str, ...]) -> tuple[Any, list[Person]]:
@@ -169,12 +167,8 @@ def run_machine(engine: Engine) -> None:
                 password=None,
                 now=START,
             )
-            actor = Actor(
-                user_id, False, (CoopRole(coop.id, slug, coop.ledger_id, role, account_id),)
-            )
-            people.append(
-                Person(name, user_id, account_id, coop.ledger_id, role is Role.TREASURER, actor)
-            )
+            actor = Actor(user_id, False, (CoopRole(coop.id, slug, coop.ledger_id, role, account_id),))
+            people.append(Person(name, user_id, account_id, coop.ledger_id, role is Role.TREASURER, actor))
         return coop, people
 
     with write_transaction(engine) as conn:
@@ -194,13 +188,9 @@ def run_machine(engine: Engine) -> None:
             self.tess = self.people[0]
             self.model = Model(coop.ledger_id)
             for c in (coop, foreign_coop):
-                self.model.accounts[c.coop_account_id] = MAccount(
-                    c.coop_account_id, c.ledger_id, "coop"
-                )
+                self.model.accounts[c.coop_account_id] = MAccount(c.coop_account_id, c.ledger_id, "coop")
             for p in self.people:
-                self.model.accounts[p.account_id] = MAccount(
-                    p.account_id, p.ledger_id, "member", 0, MIN, MAX
-                )
+                self.model.accounts[p.account_id] = MAccount(p.account_id, p.ledger_id, "member", 0, MIN, MAX)
             self.foreign_account = foreigner.account_id
             self.account_ids = sorted(
                 set(self.model.accounts) - {foreign_coop.coop_account_id, foreigner.account_id}
@@ -263,20 +253,14 @@ def run_machine(engine: Engine) -> None:
             event("outcome", "ok" if error is None else error.code)
             if expected:
                 assert error is not None, f"expected one of {sorted(expected)}, but it succeeded"
-                assert error.code in expected, (
-                    f"got {error.code}, expected one of {sorted(expected)}"
-                )
+                assert error.code in expected, f"got {error.code}, expected one of {sorted(expected)}"
                 return False
             assert error is None, f"unexpected {error.code}: {error.detail}"
             return True
 
-        def expected_create(
-            self, actor: Person, payer: int, payee: int, amount: int
-        ) -> tuple[set[str], str]:
+        def expected_create(self, actor: Person, payer: int, payee: int, amount: int) -> tuple[set[str], str]:
             ledgers = {self.model.accounts[payer].ledger_id, self.model.accounts[payee].ledger_id}
-            if actor.account_id == payer or any(
-                self.model.treasurer(actor, lid) for lid in ledgers
-            ):
+            if actor.account_id == payer or any(self.model.treasurer(actor, lid) for lid in ledgers):
                 return self.model.movement_codes(payer, payee, amount, limits=True), "posted"
             if actor.account_id == payee:
                 return self.model.movement_codes(payer, payee, amount, limits=False), "pending"
@@ -326,9 +310,7 @@ def run_machine(engine: Engine) -> None:
             who=actors,
             then=st.sampled_from([None, "accept", "accept", "reject", "cancel"]),
         )
-        def claim(
-            self, payer: int, payee: int, amount: int, who: int | None, then: str | None
-        ) -> None:
+        def claim(self, payer: int, payee: int, amount: int, who: int | None, then: str | None) -> None:
             """Claim, and often answer at once: limits are checked only when a claim is accepted."""
             p, q = self.account(payer), self.account(payee)
             tr = self._create(p, q, amount, self.person(who, self.holder(q)))
@@ -345,9 +327,7 @@ def run_machine(engine: Engine) -> None:
             # Claims are checked against limits only when accepted, so accept often.
             tr = self.pick_transfer(
                 pick,
-                lambda tr: (
-                    tr.expires_at is not None and (tr.status == "pending" or not pending_only)
-                ),
+                lambda tr: tr.expires_at is not None and (tr.status == "pending" or not pending_only),
             )
             if tr is not None:
                 self._answer(tr, action, who)
@@ -358,11 +338,7 @@ def run_machine(engine: Engine) -> None:
             else:
                 natural = self.holder(tr.payer)
             actor = self.person(who, natural)
-            allowed = (
-                actor.user_id == tr.initiator
-                if action == "cancel"
-                else actor.account_id == tr.payer
-            )
+            allowed = actor.user_id == tr.initiator if action == "cancel" else actor.account_id == tr.payer
             if not allowed:
                 expected = {"forbidden" if self.model.visible(actor, tr) else "transfer_not_found"}
             elif tr.status != "pending":
@@ -421,13 +397,9 @@ def run_machine(engine: Engine) -> None:
             )
             self.model.move(tr.payee, tr.payer, tr.amount)
 
-        def _update(
-            self, account_id: int, actor: Person, changes: dict[str, Any], codes: set[str]
-        ) -> None:
+        def _update(self, account_id: int, actor: Person, changes: dict[str, Any], codes: set[str]) -> None:
             account = self.model.accounts[account_id]
-            if not (
-                actor.account_id == account_id or self.model.treasurer(actor, account.ledger_id)
-            ):
+            if not (actor.account_id == account_id or self.model.treasurer(actor, account.ledger_id)):
                 codes = {"account_not_found"}
             elif not self.model.treasurer(actor, account.ledger_id):
                 codes = {"forbidden"}
@@ -454,9 +426,7 @@ def run_machine(engine: Engine) -> None:
             which=st.sampled_from(["both", "min", "max"]),
             who=actors,
         )
-        def set_limits(
-            self, index: int, lo: int | None, hi: int | None, which: str, who: int | None
-        ) -> None:
+        def set_limits(self, index: int, lo: int | None, hi: int | None, which: str, who: int | None) -> None:
             account_id = self.account(index)
             account = self.model.accounts[account_id]
             changes = {
@@ -500,9 +470,7 @@ def run_machine(engine: Engine) -> None:
                     account_picks,
                     account_picks,
                     amounts,
-                    st.sampled_from(
-                        [False, False, False, False, True]
-                    ),  # now and then a bad amount
+                    st.sampled_from([False, False, False, False, True]),  # now and then a bad amount
                 ),
                 min_size=1,
                 max_size=6,
@@ -536,16 +504,12 @@ def run_machine(engine: Engine) -> None:
                 seen.add(entry.key)
                 if entry.key in model.batch_keys:
                     same = model.batch_keys[entry.key][0] == entry.request_hash
-                    expected.append(
-                        ("replayed", set()) if same else ("refused", {"idempotency_key_reused"})
-                    )
+                    expected.append(("replayed", set()) if same else ("refused", {"idempotency_key_reused"}))
                 elif entry.request is None:
                     expected.append(("refused", {"invalid_amount"}))
                 else:
                     r = entry.request
-                    codes = model.movement_codes(
-                        r.payer_id, r.payee_id, r.amount, limits=True, batch=True
-                    )
+                    codes = model.movement_codes(r.payer_id, r.payee_id, r.amount, limits=True, batch=True)
                     if codes:
                         expected.append(("refused", codes))
                     else:
@@ -594,9 +558,7 @@ def run_machine(engine: Engine) -> None:
                         r.payee_id,
                         r.amount,
                     )
-                    tr = MTransfer(
-                        body["id"], r.payer_id, r.payee_id, r.amount, "posted", actor.user_id
-                    )
+                    tr = MTransfer(body["id"], r.payer_id, r.payee_id, r.amount, "posted", actor.user_id)
                     model.transfers[tr.id] = tr
                     model.batch_keys[entry.key] = (entry.request_hash, body)
                     model.move(r.payer_id, r.payee_id, r.amount)
@@ -610,9 +572,7 @@ def run_machine(engine: Engine) -> None:
             due = [
                 tr
                 for tr in self.model.transfers.values()
-                if tr.status == "pending"
-                and tr.expires_at is not None
-                and tr.expires_at <= self.now
+                if tr.status == "pending" and tr.expires_at is not None and tr.expires_at <= self.now
             ]
             count_, error = self.attempt(lambda conn: service.expire_claims(conn, now=self.now))
             assert error is None
@@ -651,9 +611,7 @@ def run_machine(engine: Engine) -> None:
                 by_account.setdefault(row.account_id, []).append(row)
             for acc in accounts:
                 rows = by_account.get(acc.id, [])
-                assert [r.version for r in rows] == list(range(1, len(rows) + 1)), (
-                    f"gap in {acc.id}"
-                )
+                assert [r.version for r in rows] == list(range(1, len(rows) + 1)), f"gap in {acc.id}"
                 assert acc.version == len(rows)
                 running = 0
                 for r in rows:

@@ -113,9 +113,7 @@ def run(config: Config) -> Report:
         workdir = config.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         with fresh_database(config.engine, workdir, keep=config.keep) as url:
-            bank = seed_bank(
-                url, members=config.members, min_balance=-config.limit, max_balance=config.limit
-            )
+            bank = seed_bank(url, members=config.members, min_balance=-config.limit, max_balance=config.limit)
             server = Server(
                 database_url=url,
                 secret_key=secrets.token_urlsafe(48),
@@ -156,9 +154,7 @@ def _run(config: Config, bank: Bank, server: Server, seed: int) -> Report:
     seconds = time.monotonic() - began
     # The last word is the database's, after one more crash.
     server.kill()
-    ledger = load_ledger(
-        bank.database_url, ledger_id=bank.ledger_id, user_id=bank.treasurer_user_id
-    )
+    ledger = load_ledger(bank.database_url, ledger_id=bank.ledger_id, user_id=bank.treasurer_user_id)
     findings = verify(history.outcomes, ledger)
     findings.violations = history.violations + findings.violations
     outcomes = history.outcomes
@@ -193,9 +189,7 @@ def _drive(config: Config, w: Workload) -> None:
         threading.Thread(target=reader, args=(w, i), name=f"reader-{i}", daemon=True)
         for i in range(config.readers)
     ]
-    killer = threading.Thread(
-        target=chaos, args=(w, config.kill_interval), name="chaos", daemon=True
-    )
+    killer = threading.Thread(target=chaos, args=(w, config.kill_interval), name="chaos", daemon=True)
     for thread in [*clients, *readers, killer]:
         thread.start()
     end = began + config.minutes * 60
@@ -243,15 +237,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         prog="python -m tests.soak.bank", description=__doc__.split("\n\n")[0] if __doc__ else None
     )
     p.add_argument("--engine", choices=["sqlite", "postgres"], default="sqlite")
-    p.add_argument(
-        "--minutes", type=float, default=1.0, help="how long clients post transfers (default 1)"
-    )
-    p.add_argument(
-        "--clients", type=int, default=4, help="client threads posting transfers (default 4)"
-    )
-    p.add_argument(
-        "--readers", type=int, default=2, help="reader threads checking snapshots (default 2)"
-    )
+    p.add_argument("--minutes", type=float, default=1.0, help="how long clients post transfers (default 1)")
+    p.add_argument("--clients", type=int, default=4, help="client threads posting transfers (default 4)")
+    p.add_argument("--readers", type=int, default=2, help="reader threads checking snapshots (default 2)")
     p.add_argument(
         "--kill-every",
         type=float,
@@ -260,21 +248,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         metavar=("MIN", "MAX"),
         help="seconds between kills (default 5 15)",
     )
-    p.add_argument(
-        "--min-kills", type=int, default=0, help="run past --minutes until this many kills"
-    )
+    p.add_argument("--min-kills", type=int, default=0, help="run past --minutes until this many kills")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument(
-        "--workdir", type=Path, default=None, help="keep the SQLite file and server log here"
-    )
+    p.add_argument("--workdir", type=Path, default=None, help="keep the SQLite file and server log here")
     p.add_argument("--keep", action="store_true", help="do not drop the PostgreSQL database")
     a = p.parse_args(argv)
-    if (
-        a.clients < 1
-        or a.readers < 0
-        or a.minutes <= 0
-        or not 0 < a.kill_every[0] <= a.kill_every[1]
-    ):
+    if a.clients < 1 or a.readers < 0 or a.minutes <= 0 or not 0 < a.kill_every[0] <= a.kill_every[1]:
         p.error("need --clients ≥ 1, --readers ≥ 0, --minutes > 0 and 0 < MIN ≤ MAX")
     return Config(
         engine=a.engine,

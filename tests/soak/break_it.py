@@ -132,20 +132,14 @@ def make_broken_copy(name: str, dest: Path) -> None:
     for relative, targets, new in BREAKS[name][1]:
         path = dest / relative
         text = path.read_text()
-        found = [
-            old for old in ((targets,) if isinstance(targets, str) else targets) if old in text
-        ]
+        found = [old for old in ((targets,) if isinstance(targets, str) else targets) if old in text]
         if len(found) != 1 or text.count(found[0]) != 1:
-            raise SystemExit(
-                f"break {name!r} no longer applies: {relative} does not contain its target once"
-            )
+            raise SystemExit(f"break {name!r} no longer applies: {relative} does not contain its target once")
         path.write_text(text.replace(found[0], new))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m tests.soak.break_it", description=__doc__.split("\n\n")[0]
-    )
+    p = argparse.ArgumentParser(prog="python -m tests.soak.break_it", description=__doc__.split("\n\n")[0])
     p.add_argument("name", choices=sorted(BREAKS))
     p.add_argument("--engine", choices=["sqlite", "postgres"], default="sqlite")
     p.add_argument("--minutes", type=float, default=0.7)

@@ -53,9 +53,7 @@ def _run_bank(config: Config) -> None:
 @pytest.mark.parametrize("engine", ENGINES)
 def test_bank_short(engine: str, tmp_path: Path) -> None:
     # About 40 s: a kill every 5-7 s, and the run goes on until at least 5 kills happened.
-    _run_bank(
-        Config(engine=engine, workdir=tmp_path, minutes=0.6, kill_interval=(5.0, 7.0), min_kills=5)
-    )
+    _run_bank(Config(engine=engine, workdir=tmp_path, minutes=0.6, kill_interval=(5.0, 7.0), min_kills=5))
 
 
 @pytest.mark.slow
@@ -68,13 +66,9 @@ def test_snapshot_check_sees_what_it_must() -> None:
     """The reader's check itself: a sum off zero, a limit passed, a partial page."""
     good = Snapshot((AccountRow(1, -500, -500, 500), AccountRow(2, 500, -500, 500)), complete=True)
     assert snapshot_problems(good, expected_accounts=[1, 2]) == []
-    skewed = Snapshot(
-        (AccountRow(1, -400, -500, 500), AccountRow(2, 500, -500, 500)), complete=True
-    )
+    skewed = Snapshot((AccountRow(1, -400, -500, 500), AccountRow(2, 500, -500, 500)), complete=True)
     assert any("sum to 100" in p for p in snapshot_problems(skewed, expected_accounts=[1, 2]))
-    breached = Snapshot(
-        (AccountRow(1, -501, -500, 500), AccountRow(2, 501, -500, 500)), complete=True
-    )
+    breached = Snapshot((AccountRow(1, -501, -500, 500), AccountRow(2, 501, -500, 500)), complete=True)
     assert len(snapshot_problems(breached, expected_accounts=[1, 2])) == 2
     partial = Snapshot((AccountRow(1, 0, None, None),), complete=False)
     assert len(snapshot_problems(partial, expected_accounts=[1, 2])) == 2
@@ -88,13 +82,9 @@ def _ledger(transfers: list[StoredTransfer], keys: list[StoredKey]) -> Ledger:
         for account, delta in ((tr.payer_id, -tr.amount), (tr.payee_id, tr.amount)):
             balances[account] += delta
             versions[account] += 1
-            postings.append(
-                StoredPosting(account, versions[account], tr.id, delta, balances[account])
-            )
+            postings.append(StoredPosting(account, versions[account], tr.id, delta, balances[account]))
     accounts = tuple(
-        StoredAccount(
-            a, balances[a], -500, 500, max(0, -balances[a]), max(0, balances[a]), versions[a]
-        )
+        StoredAccount(a, balances[a], -500, 500, max(0, -balances[a]), max(0, balances[a]), versions[a])
         for a in (1, 2)
     )
     return Ledger(accounts, tuple(transfers), tuple(postings), tuple(keys))
@@ -113,14 +103,10 @@ def test_final_check_sees_lost_and_duplicated_transfers() -> None:
     assert len(lost.lost) == 1 and not lost.duplicated
     assert any("idempotency record None" in v for v in lost.violations)
 
-    twice = _ledger(
-        [stored, StoredTransfer(8, 1, 2, 100, "posted", "k1")], [StoredKey("k1", 201, 7)]
-    )
+    twice = _ledger([stored, StoredTransfer(8, 1, 2, 100, "posted", "k1")], [StoredKey("k1", 201, 7)])
     found = check_outcomes([acked], twice)
     assert len(found.duplicated) == 1
     assert any("acknowledged transfers add up to" in p for p in check_books(twice, [acked]))
 
-    stored_refusal = check_outcomes(
-        [refused], _ledger([StoredTransfer(9, 1, 2, 900, "posted", "k2")], [])
-    )
+    stored_refusal = check_outcomes([refused], _ledger([StoredTransfer(9, 1, 2, 900, "posted", "k2")], []))
     assert any("refused" in v for v in stored_refusal.violations)

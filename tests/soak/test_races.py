@@ -96,13 +96,9 @@ def test_a_retry_while_the_first_attempt_waits_is_told_409(engine: str, tmp_path
                 assert retry.status_code == 409, retry.text
                 assert retry.json()["code"] == "idempotency_request_in_progress"
                 assert waited < 4, f"the retry waited {waited:.1f} s for the first attempt"
-                assert first and first[0].status_code == 201, (
-                    first[0].text if first else "no answer"
-                )
+                assert first and first[0].status_code == 201, first[0].text if first else "no answer"
                 again = http.post("/api/v1/transfers", json=body, headers=headers)
-                assert (
-                    again.status_code == 201 and again.headers.get("Idempotent-Replayed") == "true"
-                )
+                assert again.status_code == 201 and again.headers.get("Idempotent-Replayed") == "true"
                 assert again.json()["id"] == first[0].json()["id"]
         finally:
             server.close()

@@ -73,9 +73,7 @@ def snapshot_problems(snapshot: Snapshot, *, expected_accounts: Iterable[int]) -
         problems.append(f"accounts missing from the snapshot: {sorted(missing)}")
     total = sum(a.balance for a in snapshot.accounts)
     if total != 0:
-        problems.append(
-            f"balances sum to {total}, not 0: {[(a.id, a.balance) for a in snapshot.accounts]}"
-        )
+        problems.append(f"balances sum to {total}, not 0: {[(a.id, a.balance) for a in snapshot.accounts]}")
     for a in snapshot.accounts:
         problem = limit_problem(a.id, a.balance, a.min_balance, a.max_balance)
         if problem:
@@ -137,9 +135,7 @@ def load_ledger(url: str, *, ledger_id: int, user_id: int) -> Ledger:
         with engine.connect().execution_options(sqlite_begin="DEFERRED") as conn, conn.begin():
             a, tr, p, ik = t.accounts, t.transfers, t.postings, t.idempotency_keys
             accounts = tuple(
-                StoredAccount(
-                    r.id, r.balance, r.min_balance, r.max_balance, r.debits, r.credits, r.version
-                )
+                StoredAccount(r.id, r.balance, r.min_balance, r.max_balance, r.debits, r.credits, r.version)
                 for r in conn.execute(
                     sa.select(
                         a.c.id,
@@ -174,9 +170,7 @@ def load_ledger(url: str, *, ledger_id: int, user_id: int) -> Ledger:
             postings = tuple(
                 StoredPosting(r.account_id, r.version, r.transfer_id, r.amount, r.balance_after)
                 for r in conn.execute(
-                    sa.select(
-                        p.c.account_id, p.c.version, p.c.transfer_id, p.c.amount, p.c.balance_after
-                    )
+                    sa.select(p.c.account_id, p.c.version, p.c.transfer_id, p.c.amount, p.c.balance_after)
                     .where(p.c.account_id.in_(ids))
                     .order_by(p.c.account_id, p.c.version)
                 )
@@ -236,9 +230,7 @@ def check_outcomes(outcomes: Sequence[Outcome], ledger: Ledger) -> Findings:
                 r = mine[0]
                 stored = (r.payer_id, r.payee_id, r.amount, r.status, r.reverses_id)
                 if stored != (o.payer, o.payee, o.amount, "posted", o.reverses):
-                    found.violations.append(
-                        f"{o.key}: acknowledged as {o.transfer_id}, stored as {r}"
-                    )
+                    found.violations.append(f"{o.key}: acknowledged as {o.transfer_id}, stored as {r}")
             if stored_key is None or (stored_key.status, stored_key.transfer_id) != (
                 201,
                 o.transfer_id,
@@ -248,20 +240,14 @@ def check_outcomes(outcomes: Sequence[Outcome], ledger: Ledger) -> Findings:
                 )
         elif o.status == "refused":
             if rows:
-                found.violations.append(
-                    f"{o.key}: refused ({o.code}) but stored as {[r.id for r in rows]}"
-                )
+                found.violations.append(f"{o.key}: refused ({o.code}) but stored as {[r.id for r in rows]}")
             if stored_key is not None:
-                found.violations.append(
-                    f"{o.key}: refused ({o.code}) but its key was stored: {stored_key}"
-                )
+                found.violations.append(f"{o.key}: refused ({o.code}) but its key was stored: {stored_key}")
         # unsettled / unexpected outcomes were reported as violations when they happened
     memos = {o.memo for o in outcomes}
     for memo, rows in by_memo.items():
         if memo not in memos:
-            found.violations.append(
-                f"transfers no client asked for (memo {memo!r}): {[r.id for r in rows]}"
-            )
+            found.violations.append(f"transfers no client asked for (memo {memo!r}): {[r.id for r in rows]}")
     extra_keys = set(keys) - asked
     if extra_keys:
         found.violations.append(f"idempotency records no client sent: {sorted(extra_keys)[:5]}")
@@ -281,14 +267,10 @@ def check_books(ledger: Ledger, outcomes: Sequence[Outcome] | None = None) -> li
     for tr in ledger.transfers:
         legs = sorted((p.account_id, p.amount) for p in by_transfer.get(tr.id, []))
         expected = (
-            sorted([(tr.payer_id, -tr.amount), (tr.payee_id, tr.amount)])
-            if tr.status == "posted"
-            else []
+            sorted([(tr.payer_id, -tr.amount), (tr.payee_id, tr.amount)]) if tr.status == "posted" else []
         )
         if legs != expected:
-            problems.append(
-                f"transfer {tr.id} ({tr.status}) has postings {legs}, expected {expected}"
-            )
+            problems.append(f"transfer {tr.id} ({tr.status}) has postings {legs}, expected {expected}")
         if tr.status == "posted":
             from_transfers[tr.payer_id] -= tr.amount
             from_transfers[tr.payee_id] += tr.amount
@@ -302,13 +284,10 @@ def check_books(ledger: Ledger, outcomes: Sequence[Outcome] | None = None) -> li
         for expected_version, p in enumerate(postings.get(acc.id, []), start=1):
             running += p.amount
             if p.version != expected_version:
-                problems.append(
-                    f"account {acc.id}: posting version {p.version}, expected {expected_version}"
-                )
+                problems.append(f"account {acc.id}: posting version {p.version}, expected {expected_version}")
             if p.balance_after != running:
                 problems.append(
-                    f"account {acc.id} v{p.version}: balance_after {p.balance_after}, "
-                    f"replay {running}"
+                    f"account {acc.id} v{p.version}: balance_after {p.balance_after}, replay {running}"
                 )
             problem = limit_problem(acc.id, p.balance_after, acc.min_balance, acc.max_balance)
             if problem:
@@ -321,8 +300,7 @@ def check_books(ledger: Ledger, outcomes: Sequence[Outcome] | None = None) -> li
             )
         if acc.balance != from_transfers[acc.id]:
             problems.append(
-                f"account {acc.id}: balance {acc.balance}, "
-                f"replay of transfers {from_transfers[acc.id]}"
+                f"account {acc.id}: balance {acc.balance}, replay of transfers {from_transfers[acc.id]}"
             )
         if outcomes is not None and acc.balance != from_clients[acc.id]:
             problems.append(
@@ -331,8 +309,7 @@ def check_books(ledger: Ledger, outcomes: Sequence[Outcome] | None = None) -> li
             )
         if acc.balance != acc.credits - acc.debits:
             problems.append(
-                f"account {acc.id}: balance {acc.balance}, "
-                f"credits {acc.credits} - debits {acc.debits}"
+                f"account {acc.id}: balance {acc.balance}, credits {acc.credits} - debits {acc.debits}"
             )
         problem = limit_problem(acc.id, acc.balance, acc.min_balance, acc.max_balance)
         if problem:

@@ -77,30 +77,22 @@ class Book:
     def pay(
         self, payer: int, payee: int, amount: int, now: datetime, memo: str | None = None
     ) -> TransferRecord:
-        request = TransferInput(
-            self.account(payer), self.account(payee), amount, memo, None, now.date()
-        )
+        request = TransferInput(self.account(payer), self.account(payee), amount, memo, None, now.date())
         with write_transaction(self.engine) as conn:
             return service.create_transfer(conn, actor=self.actor(payer), request=request, now=now)
 
     def claim(self, payer: int, payee: int, amount: int, now: datetime) -> TransferRecord:
-        request = TransferInput(
-            self.account(payer), self.account(payee), amount, "claim", None, now.date()
-        )
+        request = TransferInput(self.account(payer), self.account(payee), amount, "claim", None, now.date())
         with write_transaction(self.engine) as conn:
             return service.create_transfer(conn, actor=self.actor(payee), request=request, now=now)
 
     def accept(self, payer: int, transfer_id: int, now: datetime) -> TransferRecord:
         with write_transaction(self.engine) as conn:
-            return service.accept_claim(
-                conn, actor=self.actor(payer), transfer_id=transfer_id, now=now
-            )
+            return service.accept_claim(conn, actor=self.actor(payer), transfer_id=transfer_id, now=now)
 
     def reject(self, payer: int, transfer_id: int, now: datetime) -> TransferRecord:
         with write_transaction(self.engine) as conn:
-            return service.reject_claim(
-                conn, actor=self.actor(payer), transfer_id=transfer_id, now=now
-            )
+            return service.reject_claim(conn, actor=self.actor(payer), transfer_id=transfer_id, now=now)
 
     def reverse(self, transfer_id: int, now: datetime) -> TransferRecord:
         with write_transaction(self.engine) as conn:
@@ -114,9 +106,7 @@ class Book:
             BatchEntry(
                 f"{prefix}-{n}",
                 f"h-{prefix}-{n}",
-                TransferInput(
-                    self.account(p), self.account(q), amount, f"batch {n}", "test", now.date()
-                ),
+                TransferInput(self.account(p), self.account(q), amount, f"batch {n}", "test", now.date()),
             )
             for n, (p, q, amount) in enumerate(moves)
         ]
@@ -171,9 +161,7 @@ def make_book(
             password=None,
             now=start,
         )
-        treasurer = Actor(
-            tuser, False, (CoopRole(coop.id, slug, coop.ledger_id, Role.TREASURER, taccount),)
-        )
+        treasurer = Actor(tuser, False, (CoopRole(coop.id, slug, coop.ledger_id, Role.TREASURER, taccount),))
         book = Book(engine, coop, admin, treasurer)
         for n in range(members):
             name = ["Ana", "Ben", "Cleo", "Dev", "Elif", "Farah", "Gus", "Hana"][n % 8] + (

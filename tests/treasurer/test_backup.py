@@ -63,9 +63,7 @@ def test_a_backup_taken_while_members_trade_is_whole(live: Path, tmp_path: Path)
         restored = make_engine(f"sqlite:///{copy.path}", pool_size=1)
         try:
             with snapshot(restored) as conn:
-                assert (
-                    verify(conn)[1] == []
-                )  # balances, postings and seals agree: a consistent moment
+                assert verify(conn)[1] == []  # balances, postings and seals agree: a consistent moment
         finally:
             restored.dispose()
 
@@ -101,15 +99,9 @@ def test_the_command(live: Path, tmp_path: Path) -> None:
         env={"COMMONS_DATABASE_URL": "postgresql://commons@db.example.org:5433/books"},
     )
     assert pg.exit_code == 2
-    assert (
-        "pg_dump --format=custom" in pg.output and "--host=db.example.org --port=5433" in pg.output
-    )
+    assert "pg_dump --format=custom" in pg.output and "--host=db.example.org --port=5433" in pg.output
 
 
 def test_pg_dump_guidance_names_the_database() -> None:
     text = pg_dump_guidance("postgresql://treasurer@localhost/riverside", Path("backup.dump"))
-    assert (
-        "--username=treasurer" in text
-        and "--file=backup.dump riverside" in text
-        and "pg_restore" in text
-    )
+    assert "--username=treasurer" in text and "--file=backup.dump riverside" in text and "pg_restore" in text

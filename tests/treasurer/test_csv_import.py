@@ -154,18 +154,14 @@ def test_five_thousand_transfers_and_a_rerun(book: Book, tmp_path: Path) -> None
     }
     assert {r.line for r in first.rejected if r.file == "members.csv"} == {62, 63}
     assert {
-        line
-        for line, code in transfer_rejects.items()
-        if code in ("insufficient_credit", "ceiling_exceeded")
+        line for line, code in transfer_rejects.items() if code in ("insufficient_credit", "ceiling_exceeded")
     } == refused
     got = balances(book.engine)
     assert {email: got[email] for email in expected} == expected
     assert sum(got.values()) == 0
     with snapshot(book.engine) as conn:
         assert verify(conn)[1] == []
-        transfers_before = conn.execute(
-            sa.select(sa.func.count()).select_from(t.transfers)
-        ).scalar_one()
+        transfers_before = conn.execute(sa.select(sa.func.count()).select_from(t.transfers)).scalar_one()
 
     second = run(book, g)
     assert (second.members_added, second.members_existing) == (0, 60)
@@ -174,18 +170,12 @@ def test_five_thousand_transfers_and_a_rerun(book: Book, tmp_path: Path) -> None
     assert balances(book.engine) == got
     with read_transaction(book.engine) as conn:
         assert (
-            conn.execute(sa.select(sa.func.count()).select_from(t.transfers)).scalar_one()
-            == transfers_before
+            conn.execute(sa.select(sa.func.count()).select_from(t.transfers)).scalar_one() == transfers_before
         )
-    print(
-        f"\n{book.engine.dialect.name}: imported {first.transfers_posted} transfers "
-        f"in {elapsed:.2f} s"
-    )
+    print(f"\n{book.engine.dialect.name}: imported {first.transfers_posted} transfers in {elapsed:.2f} s")
 
 
-def test_a_reexport_with_rows_added_and_reordered_posts_only_the_new_rows(
-    book: Book, tmp_path: Path
-) -> None:
+def test_a_reexport_with_rows_added_and_reordered_posts_only_the_new_rows(book: Book, tmp_path: Path) -> None:
     g = generate(tmp_path, transfers=40, members=6)
     first = run(book, g)
     lines = g.transfers.read_text(encoding="utf-8").splitlines(keepends=True)
@@ -196,19 +186,13 @@ def test_a_reexport_with_rows_added_and_reordered_posts_only_the_new_rows(
     g.transfers.write_text(header + extra + "".join(body) + duplicate, encoding="utf-8")
     second = run(book, g)
     assert second.transfers_replayed == first.transfers_posted
-    assert (
-        second.transfers_posted
-        + len([r for r in second.rejected if r.code == "insufficient_credit"])
-        >= 1
-    )
+    assert second.transfers_posted + len([r for r in second.rejected if r.code == "insufficient_credit"]) >= 1
     assert second.transfers_posted <= 2
 
 
 def test_refused_rows_stay_refused_until_retried(book: Book, tmp_path: Path) -> None:
     members = tmp_path / "members.csv"
-    members.write_text(
-        "name,email\nAnn,ann@old.example.org\nBo,bo@old.example.org\n", encoding="utf-8"
-    )
+    members.write_text("name,email\nAnn,ann@old.example.org\nBo,bo@old.example.org\n", encoding="utf-8")
     transfers = tmp_path / "transfers.csv"
     # Ann cannot pay 21 hours first (limit -20); once Bo has paid her 10, she could.
     transfers.write_text(
@@ -231,9 +215,7 @@ def test_refused_rows_stay_refused_until_retried(book: Book, tmp_path: Path) -> 
     assert balances(book.engine) == {"ann@old.example.org": -1100, "bo@old.example.org": 1100}
 
 
-def test_the_command_reports_rejected_rows_by_line(
-    engine: Engine, db_url: str, tmp_path: Path
-) -> None:
+def test_the_command_reports_rejected_rows_by_line(engine: Engine, db_url: str, tmp_path: Path) -> None:
     make_book(engine, members=1)
     g = generate(tmp_path, transfers=600, members=8)
     env = {"COMMONS_DATABASE_URL": db_url}

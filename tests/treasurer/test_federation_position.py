@@ -124,9 +124,7 @@ def expected_rounding(engine: Engine, coop: str) -> Fraction:
         cp = ct.cross_coop_payments
         coop_of = dict(
             conn.execute(
-                sa.text(
-                    "SELECT a.id, c.slug FROM accounts a JOIN coops c ON c.ledger_id = a.ledger_id"
-                )
+                sa.text("SELECT a.id, c.slug FROM accounts a JOIN coops c ON c.ledger_id = a.ledger_id")
             ).all()
         )
         for r in conn.execute(sa.select(cp)):
@@ -155,9 +153,7 @@ def test_both_views_of_the_position_agree_up_to_the_rounding(
     river, hill = found["riverside"], found["hillside"]
     assert river.ok and hill.ok
     assert river.from_payments == -hill.from_payments  # the federation ledger sums to zero
-    assert river.mirror_balance == 100 + 37 + 1 + 250 - sum(
-        r for r in _payee_amounts(engine, "riverside")
-    )
+    assert river.mirror_balance == 100 + 37 + 1 + 250 - sum(r for r in _payee_amounts(engine, "riverside"))
     assert river.rounding_difference == expected_rounding(engine, "riverside")
     assert hill.rounding_difference == expected_rounding(engine, "hillside") != 0
     # Every conversion rounds by at most half a step of its target unit.
@@ -187,9 +183,7 @@ def _payee_amounts(engine: Engine, coop: str) -> list[int]:
         )
 
 
-def test_clearing_settlements_explain_the_rest(
-    engine: Engine, valley: dict[str, tuple[Actor, int]]
-) -> None:
+def test_clearing_settlements_explain_the_rest(engine: Engine, valley: dict[str, tuple[Actor, int]]) -> None:
     pay(engine, valley, "riverside", "hillside", 100, NOW)
     with write_transaction(engine) as conn:
         federation = get_federation(conn, "valley")
@@ -213,9 +207,7 @@ def test_clearing_settlements_explain_the_rest(
     assert found["riverside"].ok and found["hillside"].ok
 
 
-def test_a_forged_federation_balance_is_named(
-    engine: Engine, valley: dict[str, tuple[Actor, int]]
-) -> None:
+def test_a_forged_federation_balance_is_named(engine: Engine, valley: dict[str, tuple[Actor, int]]) -> None:
     """A consistent forgery in the federation ledger (transfer, postings and cached balances all
     agree) passes every balance check; the position check names it."""
     pay(engine, valley, "riverside", "hillside", 100, NOW)

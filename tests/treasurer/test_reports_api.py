@@ -45,10 +45,7 @@ def riverside(api: Api) -> Coop:
     coop = make_coop(api)
     a, b, c = coop.accounts[ANA], coop.accounts[BEN], coop.accounts[CLEO]
     assert (
-        api.pay(
-            ANA, a, b, "2.50", memo='=HYPERLINK("x") childcare', category="childcare"
-        ).status_code
-        == 201
+        api.pay(ANA, a, b, "2.50", memo='=HYPERLINK("x") childcare', category="childcare").status_code == 201
     )
     assert api.pay(BEN, b, c, "1.25").status_code == 201
     assert api.pay(CLEO, c, a, "0.75", memo="Elif Yılmaz taught guitar").status_code == 201
@@ -112,9 +109,7 @@ def test_a_sealed_month_shows_its_digest_on_statements(api: Api, riverside: Coop
     sealed = api.post("/coops/riverside/seals", TESS, {"period": month.label})
     assert sealed.status_code == 201, sealed.text
     seal = sealed.json()
-    assert (
-        seal["transfer_count"] == 3 and len(seal["digest"]) == 64
-    )  # the pending claim is not sealed
+    assert seal["transfer_count"] == 3 and len(seal["digest"]) == 64  # the pending claim is not sealed
     again = api.post("/coops/riverside/seals", TESS, {"period": month.label})
     assert again.status_code == 409 and again.json()["code"] == "already_sealed"
     s = api.get(f"/accounts/{riverside.accounts[BEN]}/statement?period={month}", BEN).json()
@@ -199,10 +194,7 @@ def two_coops(api: Api, riverside: Coop) -> tuple[Coop, Coop]:
 def test_a_member_gets_only_their_own_statement(api: Api, two_coops: tuple[Coop, Coop]) -> None:
     riverside, hillside = two_coops
     month = this_month()
-    assert (
-        api.get(f"/accounts/{riverside.accounts[ANA]}/statement?period={month}", ANA).status_code
-        == 200
-    )
+    assert api.get(f"/accounts/{riverside.accounts[ANA]}/statement?period={month}", ANA).status_code == 200
     for other in (
         riverside.accounts[BEN],
         riverside.coop_account,
@@ -236,9 +228,7 @@ def test_a_treasurer_gets_only_their_own_coops(api: Api, two_coops: tuple[Coop, 
         r = api.get(f"/accounts/{account}/statement", hugo)
         assert r.status_code == 404 and r.json()["code"] == "account_not_found"
     assert (
-        api.get(
-            f"/accounts/{hillside.accounts['dora@hillside.example.org']}/statement", hugo
-        ).status_code
+        api.get(f"/accounts/{hillside.accounts['dora@hillside.example.org']}/statement", hugo).status_code
         == 200
     )
     for path in ("/reconciliation", "/trial-balance", "/statements", "/statements.zip", "/seals"):

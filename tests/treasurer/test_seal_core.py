@@ -32,9 +32,7 @@ NOV = Period(2026, 11)
 T0 = datetime(2026, 11, 3, 10, 15, 0, 123456, tzinfo=UTC)
 
 
-def transfer(
-    id: int = 7, amount: int = 150, memo: str | None = "childcare", **kw: object
-) -> SealTransfer:
+def transfer(id: int = 7, amount: int = 150, memo: str | None = "childcare", **kw: object) -> SealTransfer:
     base = SealTransfer(
         id=id,
         ledger_id=1,
@@ -162,9 +160,7 @@ def test_chain_and_seal_findings_name_the_month() -> None:
     two = StoredSeal(Period(2026, 10), "a" * 64, "b" * 64, 1, 2, T0)
     assert chain_findings("riverside", [one, two]) == []
     broken = chain_findings("riverside", [one, replace(two, previous_digest="c" * 64)])
-    assert [(f.code, f.subject) for f in broken] == [
-        ("seal_chain_broken", "riverside seal 2026-10")
-    ]
+    assert [(f.code, f.subject) for f in broken] == [("seal_chain_broken", "riverside seal 2026-10")]
     recomputed = seal_core.SealDigest(Period(2026, 10), "a" * 64, "d" * 64, 2, 4)
     found = seal_findings("riverside", two, recomputed)
     assert {f.code for f in found} == {"seal_count_differs", "seal_digest_differs"}
@@ -180,6 +176,4 @@ def test_the_seal_core_imports_only_the_standard_library() -> None:
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module)
     allowed = set(sys.stdlib_module_names) | {"__future__", "ledger.errors"}
-    assert {
-        name for name in imported if name.split(".")[0] not in allowed and name not in allowed
-    } == set()
+    assert {name for name in imported if name.split(".")[0] not in allowed and name not in allowed} == set()

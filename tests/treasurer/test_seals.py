@@ -24,9 +24,7 @@ JAN = datetime(2027, 1, 10, tzinfo=UTC)
 
 
 def seal(book: Book, period: Period, now: datetime = MID_NOV) -> seals.SealView:
-    return seals.seal_period(
-        book.engine, actor=book.treasurer, slug=book.coop.slug, period=period, now=now
-    )
+    return seals.seal_period(book.engine, actor=book.treasurer, slug=book.coop.slug, period=period, now=now)
 
 
 def refused(book: Book, period: Period, code: str, now: datetime = MID_NOV) -> DomainError:
@@ -89,9 +87,7 @@ def test_an_empty_month_may_be_skipped_and_stays_checked(book: Book) -> None:
 
 def test_only_a_treasurer_seals(book: Book) -> None:
     with pytest.raises(DomainError) as caught:
-        seals.seal_period(
-            book.engine, actor=book.actor(0), slug=book.coop.slug, period=SEP, now=MID_NOV
-        )
+        seals.seal_period(book.engine, actor=book.actor(0), slug=book.coop.slug, period=SEP, now=MID_NOV)
     assert caught.value.code == "forbidden"
 
 

@@ -89,15 +89,11 @@ def test_opening_plus_lines_is_closing(
         months = periods_between(Period(2026, 8), Period(2027, 3))
         end = datetime(2027, 4, 1, tzinfo=UTC)
         with snapshot(engine) as conn:
-            cached = {
-                a: b for a, b in conn.exec_driver_sql("SELECT id, balance FROM accounts").all()
-            }
+            cached = {a: b for a, b in conn.exec_driver_sql("SELECT id, balance FROM accounts").all()}
             by_month = {
                 m: {
                     s.account_id: s
-                    for s in statements.coop_statements(
-                        conn, actor=None, slug="riverside", period=m, now=end
-                    )
+                    for s in statements.coop_statements(conn, actor=None, slug="riverside", period=m, now=end)
                 }
                 for m in months
             }
@@ -114,9 +110,7 @@ def test_opening_plus_lines_is_closing(
                 assert {r.account_id: r.balance for r in tb.rows} == {
                     a: closings[a] for a in (r.account_id for r in tb.rows)
                 }
-                assert all(
-                    closings[a] == 0 for a in closings.keys() - {r.account_id for r in tb.rows}
-                )
+                assert all(closings[a] == 0 for a in closings.keys() - {r.account_id for r in tb.rows})
                 assert tb.total == 0
         for account in cached:
             previous_closing = 0

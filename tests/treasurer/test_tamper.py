@@ -27,9 +27,7 @@ def sealed(book: Book) -> tuple[Book, dict[str, int]]:
     """The standard two months of history, both months sealed."""
     ids = standard_history(book)
     for month in ("2026-09", "2026-10"):
-        seals.seal_period(
-            book.engine, actor=None, slug=book.coop.slug, period=Period.parse(month), now=NOW
-        )
+        seals.seal_period(book.engine, actor=None, slug=book.coop.slug, period=Period.parse(month), now=NOW)
     with snapshot(book.engine) as conn:
         assert verify(conn)[1] == []
     return book, ids
@@ -221,9 +219,7 @@ def test_history_added_to_an_unsealed_month_before_a_seal_is_named(book: Book) -
     assert "transfer 9997" in verified[0].detail
 
 
-def test_the_commands_exit_1_and_name_the_edit(
-    sealed: tuple[Book, dict[str, int]], db_url: str
-) -> None:
+def test_the_commands_exit_1_and_name_the_edit(sealed: tuple[Book, dict[str, int]], db_url: str) -> None:
     book, ids = sealed
     runner = CliRunner()
     env = {"COMMONS_DATABASE_URL": db_url}

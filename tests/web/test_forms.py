@@ -28,9 +28,7 @@ def test_hours_as_people_write_them() -> None:
 def test_limits_and_dates() -> None:
     errors = FormErrors()
     assert parse_limit("20", scale=2, errors=errors, name="min_balance", negative=True) == -2000
-    assert (
-        parse_limit("\u221220", scale=2, errors=errors, name="min_balance", negative=True) == -2000
-    )
+    assert parse_limit("\u221220", scale=2, errors=errors, name="min_balance", negative=True) == -2000
     assert parse_limit("", scale=2, errors=errors, name="max_balance", negative=False) is None
     assert not errors
     assert parse_limit("-5", scale=2, errors=errors, name="max_balance", negative=False) is None
@@ -43,11 +41,7 @@ def test_limits_and_dates() -> None:
 
 def test_domain_errors_become_sentences_next_to_the_field() -> None:
     exc = DomainError.from_problems(
-        [
-            Problem(
-                "insufficient_credit", "this would take the payer below its credit limit", "amount"
-            )
-        ]
+        [Problem("insufficient_credit", "this would take the payer below its credit limit", "amount")]
     )
     errors = explain(exc, FormErrors(), words={"payer": "you"})
     assert errors.fields == {

@@ -39,9 +39,7 @@ def test_welcome_page_names_the_demo_logins(new_page: Any) -> None:
     assert page.get_by_role("link", name="Sign in").first.is_visible()
     text = page.locator("main").inner_text()
     assert (
-        "ana@riverside.example" in text
-        and "treasurer@riverside.example" in text
-        and "riverside-demo" in text
+        "ana@riverside.example" in text and "treasurer@riverside.example" in text and "riverside-demo" in text
     )
     shoot(page, "welcome")
     page.goto("/sign-in")
@@ -76,9 +74,7 @@ def test_member_logs_exchanges_both_ways_and_the_other_accepts(new_page: Any) ->
     assert "You asked Ben Okafor to confirm 1.50 hours" in ana.locator("main").inner_text()
 
     # "Someone helped me": a payment, posted at once.
-    log_exchange(
-        ana, kind="Someone helped me", member="Cleo Martin", amount="1:00", category="rides"
-    )
+    log_exchange(ana, kind="Someone helped me", member="Cleo Martin", amount="1:00", category="rides")
     ana.wait_for_url(re.compile(r".*/home$"))
     assert hours(ana.get_by_test_id("balance").inner_text()) == ana_start - Decimal("1.00")
 
@@ -92,10 +88,7 @@ def test_member_logs_exchanges_both_ways_and_the_other_accepts(new_page: Any) ->
     ben.wait_for_url(re.compile(r".*/home$"))
     assert "Accepted" in ben.get_by_role("status").inner_text()
     assert hours(ben.get_by_test_id("balance").inner_text()) == ben_start - Decimal("1.50")
-    assert (
-        ben.locator("li.claim").filter(has_text="Ana Souza").filter(has_text="1.50 hours").count()
-        == 0
-    )
+    assert ben.locator("li.claim").filter(has_text="Ana Souza").filter(has_text="1.50 hours").count() == 0
 
     assert hours(balance(ana)) == ana_start - Decimal("1.00") + Decimal("1.50")
     history = ana.locator("table.history").inner_text()
@@ -117,8 +110,7 @@ def test_errors_show_next_to_the_field_and_a_double_submit_posts_once(new_page: 
     page.get_by_label("Hours").fill("lots")
     page.get_by_role("button", name="Save").click()
     assert (
-        page.locator("#member-error").inner_text()
-        == "Pick a member from the list (start typing their name)"
+        page.locator("#member-error").inner_text() == "Pick a member from the list (start typing their name)"
     )
     assert page.locator("#hours-error").inner_text().startswith("Enter hours as a number")
     assert page.get_by_label("Hours").get_attribute("aria-invalid") == "true"
@@ -130,9 +122,7 @@ def test_errors_show_next_to_the_field_and_a_double_submit_posts_once(new_page: 
     page.get_by_label("Hours").fill("24")
     page.get_by_role("button", name="Save").click()
     message = page.locator("#hours-error").inner_text()
-    assert "more than you can spend" in message or "cannot receive that many hours" in message, (
-        message
-    )
+    assert "more than you can spend" in message or "cannot receive that many hours" in message, message
 
     # The same rendered form sent twice (a double tap) posts one payment.
     start = hours(balance(page))

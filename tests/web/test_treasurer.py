@@ -105,9 +105,7 @@ def test_treasurer_adds_a_member_records_and_reverses_an_exchange(new_page: Any)
     shoot(page, "treasurer-reverse")
     page.get_by_role("button", name=re.compile("^Reverse 2.00 hours")).click()
     page.wait_for_url(re.compile(r".*/treasurer/transfers$"))
-    assert (
-        f"Transfer no. {transfer_id} is reversed" in page.get_by_role("status").first.inner_text()
-    )
+    assert f"Transfer no. {transfer_id} is reversed" in page.get_by_role("status").first.inner_text()
     row = page.get_by_test_id(f"transfer-{transfer_id}")
     assert "reversed" in row.inner_text()
     assert row.get_by_role("link", name=re.compile("Reverse")).count() == 0
