@@ -24,7 +24,6 @@ import csv
 import gc
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -260,20 +259,9 @@ def against_networkx(path: Path, repeat: int) -> dict[str, Any]:
 # --- report --------------------------------------------------------------------------------
 
 
-def machine() -> str:
-    cpu = platform.processor() or "unknown cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, load {load}"
-
-
 def report(e2e: dict[str, Any], parts: dict[str, float], nx: dict[str, Any], smoke: bool) -> None:
+    from bench._common import machine  # here, not at the top: the baseline child must not load it
+
     a, b = e2e["file_mode"], e2e["baseline"]
     print(f"\nmachine: {machine()}")
     print(
@@ -344,6 +332,8 @@ def main(argv: list[str] | None = None) -> None:
         scratch.rmdir()
     report(e2e, parts, nx, args.smoke)
     if args.json is not None:
+        from bench._common import machine
+
         figures = {"machine": machine(), "end_to_end": e2e, "stages": parts, "networkx": nx}
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
 

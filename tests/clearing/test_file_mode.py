@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
 from clearing.cli import clear_command
-from clearing.fileio import ObligationFileError, _parse_amount, read_obligations
-from ledger.amounts import AmountError
+from clearing.fileio import ObligationFileError, _format_column, _parse_amount, read_obligations
+from ledger.amounts import AmountError, format_amount
 
 REPO = Path(__file__).resolve().parents[2]
 SUMMARY_KEYS = [
@@ -302,3 +302,9 @@ def test_fast_and_row_by_row_reading_accept_the_same_amounts(tmp_path: Path, amo
         assert [e.line for e in exc.errors] == [3]
     else:
         assert [o.amount for o in read] == [100, expected]
+
+
+@pytest.mark.parametrize("scale", [0, 1, 2, 6])
+def test_column_formatting_matches_format_amount(scale: int) -> None:
+    values = [1, 7, 10, 99, 100, 101, 123_456_789, 10**15]
+    assert _format_column(values, scale) == [format_amount(v, scale=scale) for v in values]
