@@ -52,6 +52,8 @@ def directory(views: list[AccountView]) -> list[Entry]:
         counts[v.holder.casefold()] = counts.get(v.holder.casefold(), 0) + 1
     entries = []
     for v in views:
+        if v.kind == AccountKind.FEDERATION.value:
+            continue  # moves only through cross-co-op payments and clearing
         label = v.holder if counts[v.holder.casefold()] == 1 else f"{v.holder} (no. {v.id})"
         if v.kind == AccountKind.COOP.value:
             label = f"{v.holder} (co-op fund)"
