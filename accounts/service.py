@@ -307,6 +307,24 @@ def validate_coop_policy(
     return problems
 
 
+def validate_organisation(*, slug: str, name: str, unit_code: str, scale: int) -> list[Problem]:
+    """What a co-op and a federation both need: a slug, a name and a unit."""
+    problems: list[Problem] = []
+    if not SLUG.match(slug):
+        problems.append(
+            Problem("validation_failed", "slug: lowercase letters, digits and dashes, 1-64", "slug")
+        )
+    if not name.strip() or len(name) > 200:
+        problems.append(Problem("validation_failed", "a name of 1 to 200 characters is needed", "name"))
+    if not UNIT_CODE.match(unit_code):
+        problems.append(
+            Problem("validation_failed", "unit code: capital letters and digits, e.g. HOUR", "unit.code")
+        )
+    if not 0 <= scale <= MAX_SCALE:
+        problems.append(Problem("validation_failed", f"unit scale must be 0 to {MAX_SCALE}", "unit.scale"))
+    return problems
+
+
 def create_coop(
     conn: Connection,
     *,
@@ -323,19 +341,7 @@ def create_coop(
 ) -> CoopRecord:
     if not actor.is_admin:
         raise DomainError("forbidden", "only an instance admin may create a co-op")
-    problems: list[Problem] = []
-    if not SLUG.match(slug):
-        problems.append(
-            Problem("validation_failed", "slug: lowercase letters, digits and dashes, 1-64", "slug")
-        )
-    if not name.strip() or len(name) > 200:
-        problems.append(Problem("validation_failed", "a name of 1 to 200 characters is needed", "name"))
-    if not UNIT_CODE.match(unit_code):
-        problems.append(
-            Problem("validation_failed", "unit code: capital letters and digits, e.g. HOUR", "unit.code")
-        )
-    if not 0 <= scale <= MAX_SCALE:
-        problems.append(Problem("validation_failed", f"unit scale must be 0 to {MAX_SCALE}", "unit.scale"))
+    problems = validate_organisation(slug=slug, name=name, unit_code=unit_code, scale=scale)
     problems += validate_coop_policy(
         default_min_balance=default_min_balance,
         default_max_balance=default_max_balance,

@@ -16,11 +16,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from accounts.actor import Actor, Role
-from accounts.service import SLUG, UNIT_CODE, find_user_id, get_coop
+from accounts.service import find_user_id, get_coop, validate_organisation
 from clearing import tables as ct
 from clearing.rates import Rate
 from ledger import tables as t
-from ledger.amounts import MAX_SCALE
 from ledger.core import AccountKind, AccountStatus, validate_limits
 from ledger.db import is_sqlite
 from ledger.errors import DomainError, Problem
@@ -274,19 +273,7 @@ def create_federation(
     """A federation with its own ledger and, in it, the clearing account runs settle through."""
     if not actor.is_admin:
         raise DomainError("forbidden", "only an instance admin may create a federation")
-    problems: list[Problem] = []
-    if not SLUG.match(slug):
-        problems.append(
-            Problem("validation_failed", "slug: lowercase letters, digits and dashes, 1-64", "slug")
-        )
-    if not name.strip() or len(name) > 200:
-        problems.append(Problem("validation_failed", "a name of 1 to 200 characters is needed", "name"))
-    if not UNIT_CODE.match(unit_code):
-        problems.append(
-            Problem("validation_failed", "unit code: capital letters and digits, e.g. HOUR", "unit.code")
-        )
-    if not 0 <= scale <= MAX_SCALE:
-        problems.append(Problem("validation_failed", f"unit scale must be 0 to {MAX_SCALE}", "unit.scale"))
+    problems = validate_organisation(slug=slug, name=name, unit_code=unit_code, scale=scale)
     _raise_if(problems)
     f = t.federations
     if conn.execute(sa.select(f.c.id).where(f.c.slug == slug)).first() is not None:
