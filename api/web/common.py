@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from litestar import Request
@@ -10,8 +11,11 @@ from litestar.params import Body
 from litestar.response import Redirect
 
 from accounts.actor import Actor, CoopRole
+from api.runtime import Runtime
 from api.web import session
 from api.web.views import current_role, is_treasurer
+from ledger import idempotency, service
+from ledger.service import TransferInput
 
 Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 Upload = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)]
@@ -45,3 +49,30 @@ def safe_next(value: str | None) -> str:
     if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
         return value
     return "/home"
+
+
+def post_exchange(
+    runtime: Runtime,
+    *,
+    actor: Actor,
+    request: TransferInput,
+    values: dict[str, str],
+    path: str,
+    now: datetime,
+) -> idempotency.StoredResponse:
+    """Create the transfer a form describes, once per rendered form: the form's hidden key is
+    the idempotency key, exactly as the API's Idempotency-Key header is."""
+
+    def command(conn: Any) -> tuple[int, Any]:
+        record = service.create_transfer(conn, actor=actor, request=request, now=now)
+        return 201, {"id": record.id, "status": record.status}
+
+    body = {k: v for k, v in values.items() if k != "key"}
+    return idempotency.run_idempotent(
+        runtime.engine,
+        user_id=actor.user_id,
+        key=values["key"],
+        request_hash=idempotency.fingerprint("POST", path, body),
+        now=now,
+        command=command,
+    )

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from accounts.actor import Actor, CoopRole
 from api.runtime import Runtime
 from api.web import session
-from api.web.common import Form, layout, role_of, see_other
+from api.web.common import Form, layout, post_exchange, role_of, see_other
 from api.web.forms import FormErrors, explain, new_form_key, parse_day, parse_hours, text
 from api.web.render import hours, render
 from api.web.views import (
@@ -26,7 +26,7 @@ from api.web.views import (
     member_home,
     names,
 )
-from ledger import idempotency, service
+from ledger import service
 from ledger.errors import DomainError
 from ledger.service import TransferInput
 
@@ -169,19 +169,9 @@ class MemberController(Controller):
             payer, payee, amount, values["note"] or None, values["category"][:64] or None, occurred
         )
 
-        def command(conn: Connection) -> tuple[int, Any]:
-            record = service.create_transfer(conn, actor=actor, request=request_input, now=now)
-            return 201, {"id": record.id, "status": record.status}
-
-        body = {k: v for k, v in values.items() if k != "key"}
         try:
-            stored = idempotency.run_idempotent(
-                runtime.engine,
-                user_id=actor.user_id,
-                key=values["key"],
-                request_hash=idempotency.fingerprint("POST", "/exchanges", body),
-                now=now,
-                command=command,
+            stored = post_exchange(
+                runtime, actor=actor, request=request_input, values=values, path="/exchanges", now=now
             )
         except DomainError as exc:
             name = values["member"]

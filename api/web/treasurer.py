@@ -13,7 +13,7 @@ from accounts import service as accounts
 from accounts.actor import Actor, CoopRole, Role
 from api.runtime import Runtime
 from api.web import session
-from api.web.common import Form, layout, role_of, see_other
+from api.web.common import Form, layout, post_exchange, role_of, see_other
 from api.web.forms import (
     FormErrors,
     explain,
@@ -325,19 +325,14 @@ class TreasurerController(Controller):
             payer, payee, amount, values["note"] or None, values["category"][:64] or None, occurred
         )
 
-        def command(conn: Connection) -> tuple[int, Any]:
-            record = service.create_transfer(conn, actor=actor, request=request_input, now=now)
-            return 201, {"id": record.id, "status": record.status}
-
-        body = {k: v for k, v in values.items() if k != "key"}
         try:
-            stored = idempotency.run_idempotent(
-                runtime.engine,
-                user_id=actor.user_id,
-                key=values["key"],
-                request_hash=idempotency.fingerprint("POST", "/treasurer/exchanges", body),
+            stored = post_exchange(
+                runtime,
+                actor=actor,
+                request=request_input,
+                values=values,
+                path="/treasurer/exchanges",
                 now=now,
-                command=command,
             )
         except DomainError as exc:
             explain(
