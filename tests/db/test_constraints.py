@@ -378,3 +378,122 @@ def test_without_limits_an_account_may_go_anywhere(db: Engine) -> None:
 )
 def test_an_inconsistent_account_row_is_refused(db: Engine, assignment: str, constraint: str) -> None:
     refused(db, f"UPDATE accounts SET {assignment} WHERE id = :id", constraint, id=ANA)
+
+
+# --- seals are append-only (0004_seal_guard) --------------------------------------------------
+
+SEAL_COLUMNS = (
+    "id, coop_id, period, period_start, period_end, digest, previous_digest, transfer_count, "
+    "posting_count, created_at"
+)
+FIRST_SEAL, LATEST_SEAL = 1, 2
+
+
+@pytest.fixture
+def sealed(db: Engine) -> Engine:
+    """The ledger above as co-op 1, with December and January sealed (two linked seals)."""
+    run(
+        db,
+        "INSERT INTO coops (id, slug, name, ledger_id, claim_expiry_days, max_transfer_amount, "
+        "created_at) VALUES (1, 'riverside', 'Riverside', 1, 30, 100000, :now)",
+        now=NOW,
+    )
+    for seal_id, period, start, end, digest, previous in (
+        (FIRST_SEAL, "2025-12", "2025-12-01", "2026-01-01", "a" * 64, "0" * 64),
+        (LATEST_SEAL, "2026-01", "2026-01-01", "2026-02-01", "b" * 64, "a" * 64),
+    ):
+        run(
+            db,
+            f"INSERT INTO seals ({SEAL_COLUMNS}) VALUES (:id, 1, :period, :start, :end, :digest, "
+            ":previous, 1, 2, :now)",
+            id=seal_id,
+            period=period,
+            start=f"{start} 00:00:00+00:00",
+            end=f"{end} 00:00:00+00:00",
+            digest=digest,
+            previous=previous,
+            now="2026-02-02 00:00:00+00:00",
+        )
+    return db
+
+
+def seal_rows(engine: Engine) -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(sa.text(f"SELECT {SEAL_COLUMNS} FROM seals ORDER BY id"))]
+
+
+@pytest.mark.parametrize(
+    "assignment",
+    ["digest = :forged", "previous_digest = :forged", "transfer_count = transfer_count + 1"],
+    ids=["digest", "chain-link", "count"],
+)
+def test_update_of_a_seal_is_refused(sealed: Engine, assignment: str) -> None:
+    before = seal_rows(sealed)
+
+    refused(
+        sealed,
+        f"UPDATE seals SET {assignment} WHERE id = :id",
+        "append-only: UPDATE on seals is refused",
+        id=FIRST_SEAL,
+        forged="f" * 64,
+    )
+
+    assert seal_rows(sealed) == before
+
+
+def test_delete_of_the_latest_seal_is_refused(sealed: Engine) -> None:
+    """Verification cannot see a missing last link of the chain; the database must refuse it."""
+    before = seal_rows(sealed)
+
+    refused(
+        sealed, "DELETE FROM seals WHERE id = :id", "append-only: DELETE on seals is refused", id=LATEST_SEAL
+    )
+    refused(sealed, "DELETE FROM seals", "append-only: DELETE on seals is refused")
+
+    assert seal_rows(sealed) == before
+
+
+def test_a_new_seal_may_still_be_added(sealed: Engine) -> None:
+    run(
+        sealed,
+        f"INSERT INTO seals ({SEAL_COLUMNS}) VALUES (3, 1, '2026-02', :start, :end, :digest, :previous, "
+        "0, 0, :now)",
+        start="2026-02-01 00:00:00+00:00",
+        end="2026-03-01 00:00:00+00:00",
+        digest="c" * 64,
+        previous="b" * 64,
+        now="2026-03-02 00:00:00+00:00",
+    )
+
+    assert [row[0] for row in seal_rows(sealed)] == [FIRST_SEAL, LATEST_SEAL, 3]
+
+
+def test_an_upsert_cannot_rewrite_a_seal(sealed: Engine) -> None:
+    refused(
+        sealed,
+        f"INSERT INTO seals ({SEAL_COLUMNS}) VALUES (:id, 1, '2026-01', :start, :end, :forged, :previous, "
+        "1, 2, :now) ON CONFLICT (id) DO UPDATE SET digest = excluded.digest",
+        "append-only: UPDATE on seals",
+        id=LATEST_SEAL,
+        start="2026-01-01 00:00:00+00:00",
+        end="2026-02-01 00:00:00+00:00",
+        forged="f" * 64,
+        previous="a" * 64,
+        now="2026-02-02 00:00:00+00:00",
+    )
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # REPLACE is SQLite's own
+def test_sqlite_replace_cannot_rewrite_a_seal(sealed: Engine) -> None:
+    refused(
+        sealed,
+        f"REPLACE INTO seals ({SEAL_COLUMNS}) VALUES (:id, 1, '2026-01', :start, :end, :forged, :previous, "
+        "1, 2, :now)",
+        "append-only: DELETE on seals",
+        id=LATEST_SEAL,
+        start="2026-01-01 00:00:00+00:00",
+        end="2026-02-01 00:00:00+00:00",
+        forged="f" * 64,
+        previous="a" * 64,
+        now="2026-02-02 00:00:00+00:00",
+    )

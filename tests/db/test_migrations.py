@@ -34,6 +34,8 @@ APPEND_ONLY_TRIGGERS = {  # trigger: table
     "trg_transfers_append_only_delete": "transfers",
     "trg_postings_append_only_update": "postings",
     "trg_postings_append_only_delete": "postings",
+    "trg_seals_append_only_update": "seals",  # 0004_seal_guard
+    "trg_seals_append_only_delete": "seals",
 }
 
 
@@ -199,3 +201,28 @@ def test_sqlite_migration_leaves_no_wal_behind(tmp_path: Path) -> None:
     upgrade_to_head(f"sqlite:///{tmp_path / 'one.db'}")
 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.db"]
+
+
+def test_the_seal_guard_downgrades_alone(fresh_url: str, fresh_engine: Engine) -> None:
+    """0004_seal_guard's downgrade drops its triggers (and, on PostgreSQL, its function) and
+    nothing else; the seals table then accepts a DELETE again, and upgrading restores the guard."""
+    upgrade_to_head(fresh_url)
+    built = schema_objects(fresh_engine)
+
+    command.downgrade(alembic_config(fresh_url), "0003_seals")
+
+    after = schema_objects(fresh_engine)
+    assert built["trigger"] - after["trigger"] == {
+        "trg_seals_append_only_update",
+        "trg_seals_append_only_delete",
+    }
+    assert "seals" in after["table"]
+    if fresh_engine.dialect.name == "postgresql":
+        assert built["function"] - after["function"] == {"commons_refuse_seal_change"}
+    with fresh_engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM seals"))  # no trigger left to refuse it
+
+    upgrade_to_head(fresh_url)
+
+    assert schema_objects(fresh_engine) == built
+    command.check(alembic_config(fresh_url))

@@ -219,7 +219,7 @@ def book(engine: Engine) -> Book:
 
 # --- tampering ------------------------------------------------------------------------------
 
-APPEND_ONLY_TABLES = ("transfers", "postings")
+APPEND_ONLY_TABLES = ("transfers", "postings", "seals")
 
 
 @contextmanager
@@ -233,7 +233,7 @@ def triggers_off(engine: Engine) -> Iterator[Connection]:
         if is_sqlite(conn):
             saved = conn.execute(
                 sa.text(
-                    "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN ('transfers', 'postings')"
+                    "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN ('transfers', 'postings', 'seals')"
                 )
             ).all()
             assert saved, "the append-only triggers should exist"
