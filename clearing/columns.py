@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 
 from clearing.model import Obligation
+from clearing.table import ObligationTable
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,3 +42,7 @@ class Columns:
             due_on=list(map(attrgetter("due_on"), obligations)),
             participants=participants,
         )
+
+    def table(self) -> ObligationTable:
+        """The same obligations as numpy columns (needs `validation.plain_types`)."""
+        return ObligationTable.of(self.ids, self.debtors, self.creditors, self.amounts, self.due_on)

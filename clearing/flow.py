@@ -10,13 +10,13 @@ costs only.
 
 from __future__ import annotations
 
-from itertools import compress
-from operator import sub
 from typing import Any
 
+import numpy as np
 from ortools.graph.python import min_cost_flow
 
 from clearing.graph import strongly_connected_components
+from clearing.table import Ints
 
 # With credit a unit of debt left standing costs 3 and each credit arc 1. A simple cycle in the
 # residual graph passes the liquidity node at most once (credit cost at most 2 in absolute
@@ -26,36 +26,31 @@ DEBT_COST = 3
 CREDIT_COST = 1
 
 
-def max_setoff(
-    num_nodes: int, tails: list[int], heads: list[int], amounts: list[int]
-) -> tuple[list[int], int, int]:
+def max_setoff(num_nodes: int, tails: Ints, heads: Ints, amounts: Ints) -> tuple[Ints, int, int]:
     """Largest total set-off keeping every net position, per pair.
 
     Returns (set-off per pair, pairs given to the solver, components with a cycle). Pairs
     between strongly connected components never lie on a cycle and keep their amount.
     """
     components = strongly_connected_components(num_nodes, tails, heads)
-    inside = [ok and amount > 0 for ok, amount in zip(components.joins(tails, heads), amounts, strict=True)]
-    number = components.preorder.__getitem__
-    k_tails = list(map(number, compress(tails, inside)))
-    k_heads = list(map(number, compress(heads, inside)))
-    k_amounts = list(compress(amounts, inside))
+    inside = np.flatnonzero(components.joins(tails, heads) & (amounts > 0))
+    number = components.preorder
+    k_tails, k_heads, k_amounts = number[tails[inside]], number[heads[inside]], amounts[inside]
     supplies = _supplies(num_nodes, k_tails, k_heads, k_amounts)
-    remainders = _min_cost_flow(num_nodes, k_tails, k_heads, k_amounts, [1] * len(k_amounts), supplies)
-    setoffs = [0] * len(amounts)
-    for k, setoff in zip(compress(range(len(amounts)), inside), map(sub, k_amounts, remainders), strict=True):
-        setoffs[k] = setoff
-    return setoffs, len(k_amounts), components.with_cycles()
+    remainders = _min_cost_flow(num_nodes, k_tails, k_heads, k_amounts, np.ones_like(k_amounts), supplies)
+    setoffs = np.zeros(len(amounts), dtype=np.int64)
+    setoffs[inside] = k_amounts - remainders
+    return setoffs, len(inside), components.with_cycles()
 
 
 def max_discharge(
     num_nodes: int,
-    tails: list[int],
-    heads: list[int],
-    amounts: list[int],
-    pay_headroom: list[int],
-    receive_headroom: list[int],
-) -> tuple[list[int], list[int]]:
+    tails: Ints,
+    heads: Ints,
+    amounts: Ints,
+    pay_headroom: Ints,
+    receive_headroom: Ints,
+) -> tuple[Ints, Ints]:
     """Most debt discharged by set-off plus payment through the federation's mutual credit.
 
     A liquidity node L (index `num_nodes`) stands for the federation ledger: arc v→L (capacity
@@ -68,79 +63,67 @@ def max_discharge(
     liquidity = num_nodes
     # Discharges form a circulation over debts plus credit movements: debtor→creditor,
     # receiver→L, L→payer. Only arcs inside its components can carry any.
-    receivers = [v for v in range(num_nodes) if receive_headroom[v] > 0]
-    payers = [v for v in range(num_nodes) if pay_headroom[v] > 0]
-    all_tails = [*tails, *receivers, *[liquidity] * len(payers)]
-    all_heads = [*heads, *[liquidity] * len(receivers), *payers]
+    receivers = np.flatnonzero(receive_headroom > 0)
+    payers = np.flatnonzero(pay_headroom > 0)
+    m, r = len(tails), len(receivers)
+    all_tails = np.concatenate([tails, receivers, np.full(len(payers), liquidity)]).astype(np.int64)
+    all_heads = np.concatenate([heads, np.full(r, liquidity), payers]).astype(np.int64)
     components = strongly_connected_components(num_nodes + 1, all_tails, all_heads)
     inside = components.joins(all_tails, all_heads)
-    m = len(tails)
-    debts = inside[:m]
-    kept_receivers = list(compress(receivers, inside[m : m + len(receivers)]))
-    kept_payers = list(compress(payers, inside[m + len(receivers) :]))
+    debts = np.flatnonzero(inside[:m])
+    kept_receivers = receivers[inside[m : m + r]]
+    kept_payers = payers[inside[m + r :]]
 
-    number = components.preorder.__getitem__
-    k_tails = list(map(number, compress(tails, debts)))
-    k_heads = list(map(number, compress(heads, debts)))
-    k_amounts = list(compress(amounts, debts))
-    solver_liquidity = number(liquidity)
-    receiving = list(map(number, kept_receivers))
-    paying = list(map(number, kept_payers))
+    number = components.preorder
+    k_tails, k_heads, k_amounts = number[tails[debts]], number[heads[debts]], amounts[debts]
+    solver_liquidity = number[liquidity]
+    receiving, paying = number[kept_receivers], number[kept_payers]
     supplies = _supplies(num_nodes + 1, k_tails, k_heads, k_amounts)
+    credit_arcs = len(receiving) + len(paying)
     flows = _min_cost_flow(
         num_nodes + 1,
-        [*k_tails, *[solver_liquidity] * len(receiving), *paying],
-        [*k_heads, *receiving, *[solver_liquidity] * len(paying)],
-        [
-            *k_amounts,
-            *(receive_headroom[v] for v in kept_receivers),
-            *(pay_headroom[v] for v in kept_payers),
-        ],
-        [DEBT_COST] * len(k_amounts) + [CREDIT_COST] * (len(receiving) + len(paying)),
+        np.concatenate([k_tails, np.full(len(receiving), solver_liquidity), paying]).astype(np.int64),
+        np.concatenate([k_heads, receiving, np.full(len(paying), solver_liquidity)]).astype(np.int64),
+        np.concatenate([k_amounts, receive_headroom[kept_receivers], pay_headroom[kept_payers]]),
+        np.concatenate([np.full(len(k_amounts), DEBT_COST), np.full(credit_arcs, CREDIT_COST)]).astype(
+            np.int64
+        ),
         supplies,
     )
-    discharged = [0] * m
-    remainders = flows[: len(k_amounts)]
-    for k, amount in zip(compress(range(m), debts), map(sub, k_amounts, remainders), strict=True):
-        discharged[k] = amount
-    change = [0] * num_nodes
-    received = flows[len(k_amounts) : len(k_amounts) + len(receiving)]
-    paid = flows[len(k_amounts) + len(receiving) :]
-    for v, flow in zip(kept_receivers, received, strict=True):
-        change[v] += flow
-    for v, flow in zip(kept_payers, paid, strict=True):
-        change[v] -= flow
+    discharged = np.zeros(m, dtype=np.int64)
+    discharged[debts] = k_amounts - flows[: len(k_amounts)]
+    change = np.zeros(num_nodes, dtype=np.int64)
+    change[kept_receivers] += flows[len(k_amounts) : len(k_amounts) + len(receiving)]
+    change[kept_payers] -= flows[len(k_amounts) + len(receiving) :]
     return discharged, change
 
 
-def _supplies(num_nodes: int, tails: list[int], heads: list[int], amounts: list[int]) -> list[int]:
+def _supplies(num_nodes: int, tails: Ints, heads: Ints, amounts: Ints) -> Ints:
     """-b_v: what v owes minus what it is owed, over the given pairs."""
-    supplies = [0] * num_nodes
-    for tail, head, amount in zip(tails, heads, amounts, strict=True):
-        supplies[tail] += amount
-        supplies[head] -= amount
+    supplies = np.zeros(num_nodes, dtype=np.int64)
+    np.add.at(supplies, tails, amounts)
+    np.subtract.at(supplies, heads, amounts)
     return supplies
 
 
 def _min_cost_flow(
     num_nodes: int,
-    tails: list[int],
-    heads: list[int],
-    capacities: list[int],
-    costs: list[int],
-    supplies: list[int],
-) -> list[int]:
-    """Flow per arc of an optimal solution (plain ints)."""
-    if not tails:
-        return []
-    # The stubs ask for numpy arrays; the pybind11 binding converts plain lists itself.
+    tails: Ints,
+    heads: Ints,
+    capacities: Ints,
+    costs: Ints,
+    supplies: Ints,
+) -> Ints:
+    """Flow per arc of an optimal solution."""
+    if not len(tails):
+        return np.zeros(0, dtype=np.int64)
     solver: Any = min_cost_flow.SimpleMinCostFlow()
     arcs = solver.add_arcs_with_capacity_and_unit_cost(tails, heads, capacities, costs)
-    solver.set_nodes_supplies(list(range(num_nodes)), supplies)
+    solver.set_nodes_supplies(np.arange(num_nodes, dtype=np.int64), supplies)
     status = solver.solve()
     if status != solver.OPTIMAL:
         # Unreachable for validated input: remainder = amount is always feasible and every
         # sum stays far inside int64 (see validation.MAX_TOTAL).
         raise RuntimeError(f"min-cost flow solver returned {status!r}")
-    flows: list[int] = solver.flows(arcs).tolist()
+    flows: Ints = np.asarray(solver.flows(arcs), dtype=np.int64)
     return flows

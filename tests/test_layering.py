@@ -3,6 +3,11 @@
 `ledger.core`, `ledger.amounts` and `ledger.errors` import only the standard library (and each
 other); the clearing engine and every clearing module it reaches are free of web, database and
 logging code and of the clock, so `clear()` stays a deterministic function of its input.
+
+Beyond the standard library the clearing engine may use OR-Tools (the solver) and numpy: its
+columns are numerical arrays (exact int64 sums, sorts and cumulative sums at C speed over a
+million obligations), and OR-Tools requires numpy anyway. Nothing else: not pandas (reading CSV
+belongs to file mode), and never a web framework, an ORM or a database driver.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_PACKAGES = {"ledger", "accounts", "clearing", "api", "migrations"}
 FORBIDDEN = {"litestar", "sqlalchemy", "sqlmodel", "psycopg", "psycopg2", "logging"}
-FORBIDDEN_IN_CLEARING = FORBIDDEN | {"time", "datetime"}
+FORBIDDEN_IN_CLEARING = FORBIDDEN | {"time", "datetime", "pandas"}
+CLEARING_THIRD_PARTY = {"ortools", "numpy"}
 
 # Importing a module runs its package's __init__ first, so that is part of the core too.
 LEDGER_CORE = ("ledger", "ledger.core", "ledger.amounts", "ledger.errors")
@@ -109,6 +115,13 @@ def test_clearing_engine_has_no_io_clock_or_logging(module: str) -> None:
     assert not bad, f"{module} imports {bad}"
     project = sorted(m for m in imports if top(m) in PROJECT_PACKAGES - {"clearing"})
     assert not project, f"{module} depends on {project}; the engine works on plain data"
+    outside = sorted(
+        m
+        for m in imports
+        if top(m) not in sys.stdlib_module_names
+        and top(m) not in {"__future__", "clearing", *CLEARING_THIRD_PARTY}
+    )
+    assert not outside, f"{module} reaches beyond the standard library, OR-Tools and numpy: {outside}"
 
 
 def test_the_checker_sees_forbidden_imports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
