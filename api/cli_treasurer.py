@@ -1,4 +1,5 @@
-"""The treasurer's commands: reconcile, verify, seal, export, import, import-csv, backup.
+"""The treasurer's commands: reconcile, verify, seal, export, import, import-csv, backup, and
+prune-idempotency.
 
 Each is a thin shell over a ledger service, run directly against the database named by
 COMMONS_DATABASE_URL (no server needed; safe while the server runs). Exit codes: 0 all good,
@@ -398,6 +399,48 @@ def backup_command(
     )
 
 
+# --- retention ----------------------------------------------------------------------------
+
+
+def prune_idempotency_command(
+    older_than: str | None = typer.Option(
+        None,
+        "--older-than",
+        help="Age beyond which stored responses go: 30d (days), 36h (hours) or 30 (days). "
+        "Default: COMMONS_IDEMPOTENCY_RETENTION_DAYS, else 30 days.",
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only count what would be pruned."),
+) -> None:
+    """Delete stored idempotent responses older than the retention window (safe while the
+    server runs). A retry with a pruned key is then treated as a new request; imported batch
+    items (import-csv, the batch endpoint) are kept, so re-importing a file still changes nothing."""
+    from api.settings import SettingsError, idempotency_retention_days
+    from ledger.retention import parse_age, prune_idempotency
+
+    try:
+        age_text = older_than if older_than is not None else f"{idempotency_retention_days()}d"
+    except SettingsError as exc:
+        raise _fail(str(exc)) from exc
+    age = _domain(lambda: parse_age(age_text))
+    with _engine() as engine:
+        if dry_run:
+            result = prune_idempotency(engine, older_than=age, now=_now(), dry_run=True)
+        else:
+            with _progress() as bar:
+                task = bar.add_task("pruning", total=None)
+
+                def advance(deleted: int, total: int) -> None:
+                    bar.update(task, advance=deleted, total=max(total, deleted))
+
+                result = prune_idempotency(engine, older_than=age, now=_now(), progress=advance)
+    verb = "would prune" if result.dry_run else "pruned"
+    out.print(
+        f"{verb} {result.pruned} stored response(s) created before "
+        f"{result.cutoff.isoformat(timespec='seconds')}; kept {result.kept_batch_items} older "
+        "batch-item record(s)"
+    )
+
+
 def register(app: typer.Typer) -> None:
     app.command("reconcile")(reconcile_command)
     app.command("verify")(verify_command)
@@ -406,3 +449,4 @@ def register(app: typer.Typer) -> None:
     app.command("import")(import_command)
     app.command("import-csv")(import_csv_command)
     app.command("backup")(backup_command)
+    app.command("prune-idempotency")(prune_idempotency_command)

@@ -45,6 +45,7 @@ class Settings:
     login_attempts_per_account: int = 10
     login_attempts_per_client: int = 50
     login_window_seconds: int = 300
+    idempotency_retention_days: int = 30
 
     def __post_init__(self) -> None:
         normalise_url(self.database_url)  # raises on an unsupported URL
@@ -72,4 +73,12 @@ class Settings:
             ),
             login_attempts_per_client=_int(env, "COMMONS_LOGIN_ATTEMPTS_PER_CLIENT", 50, low=1, high=100_000),
             login_window_seconds=_int(env, "COMMONS_LOGIN_WINDOW_SECONDS", 300, low=1, high=86400),
+            idempotency_retention_days=idempotency_retention_days(env),
         )
+
+
+def idempotency_retention_days(env: Mapping[str, str] | None = None) -> int:
+    """COMMONS_IDEMPOTENCY_RETENTION_DAYS (default 30), alone: `commons prune-idempotency` needs no
+    secret key. See ledger/retention.py for the contract."""
+    env = os.environ if env is None else env
+    return _int(env, "COMMONS_IDEMPOTENCY_RETENTION_DAYS", 30, low=1, high=36_500)
