@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from api.cli_admin import register as register_admin_commands
 from api.cli_federation import federation_app
 from api.cli_treasurer import register as register_treasurer_commands
 from clearing.cli import clear_command
@@ -175,6 +176,7 @@ def expire_claims() -> None:
 
 
 register_treasurer_commands(app)
+register_admin_commands(admin_app)
 
 
 def main() -> None:
