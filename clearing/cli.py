@@ -29,12 +29,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from clearing.engine import ClearingInputError, ClearingResult, ObligationError, clear
+from clearing.engine import ClearingInputError, ObligationError, TableResult, clear_table
 from clearing.fileio import (
     ObligationFileError,
     check_scale,
     line_errors,
-    read_obligations,
+    read_table,
     summary_figures,
     write_result_csv,
     write_summary_json,
@@ -61,7 +61,7 @@ def clear_command(
     with _gc_paused(), _Stages(errors) as stages:
         result = _clear_file(errors, stages, obligations, scale)
         if output is not None:
-            stages.start("writing", total=len(result.obligations))
+            stages.start("writing", total=len(result.table))
             _write(
                 errors,
                 lambda: write_result_csv(output, result, scale=scale, on_progress=stages.reporter),
@@ -98,17 +98,17 @@ def _check_arguments(
         _fail(errors, "--output and --summary name the same file", EXIT_BAD_INPUT)
 
 
-def _clear_file(errors: Console, stages: _Stages, source: Path, scale: int) -> ClearingResult:
+def _clear_file(errors: Console, stages: _Stages, source: Path, scale: int) -> TableResult:
     stages.start("reading", total=source.stat().st_size)
     try:
-        items = read_obligations(source, scale=scale, on_progress=stages.reporter)
+        table = read_table(source, scale=scale, on_progress=stages.reporter)
     except ObligationFileError as exc:
         _fail(errors, exc.describe(), EXIT_BAD_INPUT)
     except UnicodeDecodeError as exc:
         _fail(errors, f"{source}: not UTF-8 text ({exc.reason})", EXIT_BAD_INPUT)
     stages.start("clearing", total=None)
     try:
-        return clear(items, report_cycles=False)
+        return clear_table(table, report_cycles=False)
     except ClearingInputError as exc:
         found = [e for e in exc.errors if isinstance(e, ObligationError)]
         message = ObligationFileError(source, line_errors(source, found)).describe()

@@ -14,20 +14,26 @@ fast path doubts is re-read row by row to name each bad line.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
-from itertools import islice, repeat
-from operator import attrgetter, itemgetter, methodcaller, sub
+from itertools import repeat
+from operator import add, attrgetter
 from pathlib import Path
 from typing import Any, TextIO
 
-from clearing.model import ClearingResult, Obligation, ObligationError
+import numpy as np
+import pandas as pd
+
+from clearing.model import Obligation, ObligationError
+from clearing.table import Ints, Objects, ObligationTable, TableResult
 from ledger.amounts import ABSOLUTE_MAX_AMOUNT, MAX_SCALE, AmountError, format_amount, parse_amount
 
 REQUIRED_COLUMNS = ("debtor", "creditor", "amount")
@@ -36,8 +42,9 @@ OUTPUT_HEADER = ("id", "debtor", "creditor", "amount", "setoff", "remainder")
 FRACTION_PLACES = 4  # setoff_fraction is a string rounded half-even to this many places
 MAX_REPORTED_ERRORS = 20
 _NEEDS_QUOTES = re.compile(r'[,"\r\n]')  # what csv.writer (QUOTE_MINIMAL) would quote
+_BLANKS = (b" ", b"\t", b"\f", b"\v")
+_BLANKISH_LINE = re.compile(rb"(?:^|[\r\n])[ \t\f\v]+(?:[\r\n]|$)")
 PROGRESS_EVERY = 65536  # rows between progress reports: keeps the callback off the hot path
-BATCH_ROWS = 65536
 
 ProgressCallback = Callable[[int], None]
 
@@ -83,33 +90,36 @@ def check_scale(scale: int) -> None:
         raise ValueError(f"scale must be between 0 and {MAX_SCALE}, not {scale}")
 
 
-def read_obligations(
-    path: Path, *, scale: int, on_progress: ProgressCallback | None = None
-) -> list[Obligation]:
-    """All obligations of the file, in file order; raises ObligationFileError naming bad lines.
+def read_table(path: Path, *, scale: int, on_progress: ProgressCallback | None = None) -> ObligationTable:
+    """All obligations of the file as columns, in file order; raises ObligationFileError
+    naming bad lines.
 
-    `on_progress(bytes_read)` is called now and then while reading.
+    `on_progress(bytes_read)` is called as the reading goes on.
     """
     check_scale(scale)
-    with _open_text(path, on_progress) as stream:
-        reader = csv.reader(stream)
-        layout = _layout(path, next(reader, None))
-        obligations: list[Obligation] = []
-        # In batches: only one batch of raw rows is alive at a time, which keeps the peak
-        # memory down and the rows warm in cache while their columns are taken.
-        for rows in iter(lambda: list(islice(reader, BATCH_ROWS)), []):
-            blank_free = [row for row in rows if row]  # blank lines carry nothing
-            batch = _fast_obligations(blank_free, layout, scale, numbered=len(obligations))
-            if batch is None:
-                break
-            obligations += batch
-        else:
-            return obligations
-    del obligations
+    data = path.read_bytes()
+    if on_progress is not None:
+        on_progress(len(data))
+    text = data.decode("utf-8-sig")  # spreadsheets often start CSV files with a byte-order mark
+    layout = _layout(path, next(csv.reader(io.StringIO(text)), None))
+    table = _fast_table(data, text, layout, scale)
+    if table is not None:
+        return table
     obligations, errors = _slow_obligations(path, layout, scale)
     if errors:
         raise ObligationFileError(path, errors)
-    return obligations
+    ids, debtors, creditors, amounts = (
+        list(map(attrgetter(name), obligations)) for name in ("id", "debtor", "creditor", "amount")
+    )
+    due = list(map(attrgetter("due_on"), obligations)) if layout.due_on is not None else None
+    return ObligationTable.of(ids, debtors, creditors, amounts, due)
+
+
+def read_obligations(
+    path: Path, *, scale: int, on_progress: ProgressCallback | None = None
+) -> list[Obligation]:
+    """`read_table` as `Obligation` values (for `clear()` and tests)."""
+    return read_table(path, scale=scale, on_progress=on_progress).obligations()
 
 
 def line_errors(path: Path, errors: Sequence[ObligationError]) -> list[LineError]:
@@ -119,35 +129,48 @@ def line_errors(path: Path, errors: Sequence[ObligationError]) -> list[LineError
 
 
 def write_result_csv(
-    path: Path, result: ClearingResult, *, scale: int, on_progress: ProgressCallback | None = None
+    path: Path, result: TableResult, *, scale: int, on_progress: ProgressCallback | None = None
 ) -> None:
     """`id,debtor,creditor,amount,setoff,remainder`, all amounts at `scale`, atomically.
 
     `on_progress(rows_written)` is called now and then while writing.
     """
-    rows = _result_rows(result, scale)
+    table = result.table
+    ids = table.ids.tolist()
+    names = table.names.tolist()
     # csv.writer inspects every field for quoting; when no id or name needs quotes (amounts
     # never do), joining is three times faster and writes the same bytes.
-    plain = _NEEDS_QUOTES.search("".join(_texts(result))) is None
+    plain = _NEEDS_QUOTES.search("".join(ids) + "".join(names)) is None
+    columns = (
+        ids,
+        table.names[table.debtors].tolist(),
+        table.names[table.creditors].tolist(),
+        _format_column(table.amounts, scale),
+        _format_column(result.setoffs, scale),
+        _format_column(result.remainders(), scale),
+    )
     with atomic_writer(path) as stream:
         writer = csv.writer(stream, lineterminator="\n")
         writer.writerow(OUTPUT_HEADER)
-        for written in range(0, len(result.obligations), PROGRESS_EVERY):
-            chunk = islice(rows, PROGRESS_EVERY)
+        # Without a progress display the rows go out in one piece (slicing costs copies).
+        step = PROGRESS_EVERY if on_progress is not None else max(len(ids), 1)
+        for start in range(0, len(ids), step):
+            chunk = columns if step >= len(ids) else [column[start : start + step] for column in columns]
+            rows = zip(*chunk, strict=True)
             if plain:
-                stream.write("\n".join(map(",".join, chunk)) + "\n")
+                stream.write("\n".join(map(",".join, rows)) + "\n")
             else:
-                writer.writerows(chunk)
+                writer.writerows(rows)
             if on_progress is not None:
-                on_progress(min(written + PROGRESS_EVERY, len(result.obligations)))
+                on_progress(min(start + step, len(ids)))
 
 
-def summary_figures(result: ClearingResult, *, scale: int, seconds: float) -> dict[str, Any]:
+def summary_figures(result: TableResult, *, scale: int, seconds: float) -> dict[str, Any]:
     """The run in figures. Amounts are decimal strings at `scale`; `setoff_fraction` is
     setoff / total as a decimal string rounded half-even to FRACTION_PLACES places (exact
     integer arithmetic, no float); `seconds` is a number rounded to milliseconds."""
     return {
-        "obligations": len(result.obligations),
+        "obligations": len(result.table),
         "participants": len(result.participants),
         "total": format_amount(result.total, scale=scale),
         "net_internal_debt": format_amount(result.net_internal_debt, scale=scale),
@@ -236,42 +259,104 @@ def _amount_pattern(scale: int, *, exact: bool) -> re.Pattern[str]:
     return re.compile(rf"(?:{one}\n)*+{one}")
 
 
-def _fast_obligations(
-    rows: list[list[str]], layout: _Layout, scale: int, *, numbered: int
-) -> list[Obligation] | None:
-    """Column-wise parse at C speed; None when any row might be wrong (then the row-by-row
-    pass names the lines). Accepts exactly what `_parse_amount` accepts. `numbered`: data
-    rows before these (their ids start after it when the file has no id column)."""
-    if not rows:
-        return []
-    if set(map(len, rows)) != {layout.width}:
+def _fast_table(data: bytes, text: str, layout: _Layout, scale: int) -> ObligationTable | None:
+    """Column-wise parse at C speed (pandas' C reader); None when any row might be wrong or
+    read differently from the `csv` module (then the row-by-row pass names the lines).
+    Accepts exactly what `_parse_amount` accepts."""
+    frame = _frame(data, text, layout)
+    if frame is None:
         return None
-    texts = list(map(itemgetter(layout.amount), rows))
+    columns = frame.columns
+    amounts = _exact_amounts(frame[columns[layout.amount]].tolist(), scale)
+    if amounts is None:
+        return None
+    debtors = frame[columns[layout.debtor]].to_numpy()
+    creditors = frame[columns[layout.creditor]].to_numpy()
+    # Participants: hashed once (pandas.factorize), then numbered in name order.
+    codes, uniques = pd.factorize(np.concatenate([debtors, creditors]), sort=False)
+    by_name = np.argsort(uniques, kind="stable")
+    rank = np.empty(len(uniques), dtype=np.int64)
+    rank[by_name] = np.arange(len(uniques))
+    codes = rank[codes]
+    n = len(frame)
+    if layout.id is not None:
+        ids = frame[columns[layout.id]].to_numpy(dtype=object)
+    else:
+        ids = np.array(list(map(str, range(1, n + 1))), dtype=object)
+    due: Objects | None = None
+    if layout.due_on is not None:
+        written = frame[columns[layout.due_on]].to_numpy(dtype=object)
+        if np.any(written != ""):
+            due = written.copy()
+            due[written == ""] = None
+    return ObligationTable(
+        ids=ids,
+        names=np.asarray(uniques, dtype=object)[by_name],
+        debtors=codes[:n],
+        creditors=codes[n:],
+        amounts=amounts,
+        due_on=due,
+    )
+
+
+def _frame(data: bytes, text: str, layout: _Layout) -> pd.DataFrame | None:
+    """Every field as the `csv` module would read it, or None when unsure: every row must
+    have the header's width (pandas fills short rows in silently and skips blank-looking
+    lines that `csv` reads as one field, so both are checked here)."""
+    try:
+        frame = pd.read_csv(
+            io.BytesIO(data),
+            encoding="utf-8-sig",
+            dtype=object,
+            na_filter=False,
+            index_col=False,
+            skip_blank_lines=True,
+            engine="c",
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
+        return None
+    if frame.shape[1] != layout.width:
+        return None
+    if b'"' not in data:
+        # Unquoted: every line that is a row holds exactly width - 1 commas (pandas refuses
+        # longer rows), and no line is only spaces or tabs.
+        if data.count(b",") != (layout.width - 1) * (len(frame) + 1) or _blankish_line(data):
+            return None
+        return frame
+    rows = filter(None, csv.reader(io.StringIO(text)))
+    widths = Counter(map(len, rows))
+    return frame if widths == {layout.width: len(frame) + 1} else None
+
+
+def _blankish_line(data: bytes) -> bool:
+    """Whether some line holds only spaces or tabs. Such a line must start with one right
+    after a line break (or at the start), which plain substring searches rule out fast."""
+    after_break = (brk + blank in data for brk in (b"\n", b"\r") for blank in _BLANKS)
+    if data[:1] not in _BLANKS and not any(after_break):
+        return False
+    return _BLANKISH_LINE.search(data) is not None
+
+
+def _exact_amounts(texts: list[str], scale: int) -> Ints | None:
+    """The amounts in smallest units, exactly (never through a float), or None when any
+    might be invalid: one regex over the joined column, then int64 parsing in C."""
+    if not texts:
+        return np.zeros(0, dtype=np.int64)
     joined = "\n".join(texts)
-    # A quoted field may itself hold a newline; then the joined text has extra lines.
+    # A field may itself hold a newline; then the joined text has extra lines.
     if joined.count("\n") != len(texts) - 1 or not _amount_pattern(scale, exact=False).fullmatch(joined):
         return None
-    if scale and _amount_pattern(scale, exact=True).fullmatch(joined):
-        amounts = list(map(int, map(methodcaller("replace", ".", ""), texts)))
-    else:
-        amounts = list(map(_units, texts, repeat(scale)))
-    del joined, texts
-    if min(amounts) <= 0 or max(amounts) > ABSOLUTE_MAX_AMOUNT:
+    if scale and not _amount_pattern(scale, exact=True).fullmatch(joined):
+        joined = "\n".join(map(str, map(_units, texts, repeat(scale))))
+    digits = joined.replace(".", "")
+    # At most 18 digits per amount: then every one fits in int64 (np.fromstring clamps).
+    # The pattern allows 16 before the point, so only a scale above 2 needs the check.
+    if scale > 2 and max(map(len, digits.split("\n"))) > 18:
         return None
-    ids = (
-        list(map(itemgetter(layout.id), rows))
-        if layout.id is not None
-        else list(map(str, range(numbered + 1, numbered + len(rows) + 1)))
-    )
-    # Not interned: one string per participant would save memory after reading, but the
-    # peak is reached while the rows are held anyway, and interning costs more time than
-    # the identity hits in later lookups win back (measured).
-    debtors = list(map(itemgetter(layout.debtor), rows))
-    creditors = list(map(itemgetter(layout.creditor), rows))
-    if layout.due_on is None:
-        return list(map(Obligation, ids, debtors, creditors, amounts))
-    due = [text or None for text in map(itemgetter(layout.due_on), rows)]
-    return list(map(Obligation, ids, debtors, creditors, amounts, due))
+    amounts: Ints = np.fromstring(digits, dtype=np.int64, sep="\n")
+    if len(amounts) != len(texts) or amounts.min() <= 0 or amounts.max() > ABSOLUTE_MAX_AMOUNT:
+        return None
+    return amounts
 
 
 def _units(text: str, scale: int) -> int:
@@ -330,30 +415,14 @@ def _data_line_numbers(path: Path) -> list[int]:
 # --- writing -------------------------------------------------------------------------------
 
 
-def _result_rows(result: ClearingResult, scale: int) -> Iterator[tuple[str, ...]]:
-    """Output rows, built column by column (a million rows per run)."""
-    obligations = result.obligations
-    amounts = list(map(attrgetter("amount"), obligations))
-    return zip(
-        map(attrgetter("id"), obligations),
-        map(attrgetter("debtor"), obligations),
-        map(attrgetter("creditor"), obligations),
-        _format_column(amounts, scale),
-        _format_column(result.setoffs, scale),
-        _format_column(map(sub, amounts, result.setoffs), scale),
-        strict=True,
-    )
-
-
-def _texts(result: ClearingResult) -> Iterator[str]:
-    """Every id and each distinct participant name."""
-    yield from map(attrgetter("id"), result.obligations)
-    yield from (participant.name for participant in result.participants)
-
-
-def _format_column(amounts: Iterable[int], scale: int) -> list[str]:
-    """`format_amount` for a column of nonnegative amounts, at C speed."""
+def _format_column(amounts: Ints | Sequence[int], scale: int) -> list[str]:
+    """`format_amount` for a column of nonnegative amounts, vectorised: the whole part
+    through numpy's integer-to-text cast, the fraction looked up in a table of its digits."""
+    values = np.asarray(amounts, dtype=np.int64)
     if scale == 0:
-        return list(map(str, amounts))
-    template = f"%d.%0{scale}d"
-    return list(map(template.__mod__, map(divmod, amounts, repeat(10**scale))))
+        return list(map(str, values.tolist()))
+    unit = 10**scale
+    if scale > 3:  # a lookup table of 10**scale fractions would be too large
+        return list(map(f"%d.%0{scale}d".__mod__, map(divmod, values.tolist(), repeat(unit))))
+    fractions = np.array([f".{i:0{scale}d}" for i in range(unit)], dtype=object)
+    return list(map(add, map(str, (values // unit).tolist()), fractions[values % unit].tolist()))
