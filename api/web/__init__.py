@@ -19,6 +19,7 @@ from api.web.officer import OfficerController
 from api.web.public import PublicController
 from api.web.render import STATIC, render
 from api.web.treasurer import TreasurerController
+from api.web.treasurer_obligations import TreasurerObligationController
 from ledger.errors import DomainError
 
 log = logging.getLogger("commons.web")
@@ -121,6 +122,7 @@ def web_router(settings: Settings) -> Router:
             PublicController,
             MemberController,
             TreasurerController,
+            TreasurerObligationController,
             OfficerController,
             create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
         ],

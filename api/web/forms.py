@@ -129,6 +129,9 @@ MESSAGES: dict[str, str] = {
     "idempotency_request_in_progress": "This form is already being sent; wait a moment and reload the page.",
     "idempotency_key_reused": "This form was already sent with other values; reload the page to start again.",
     "rate_limited": "Too many attempts; wait a few minutes and try again.",
+    "invalid_obligation_state": "This obligation can no longer be answered that way "
+    "(it was answered already, or a clearing run used it): see its state below.",
+    "conflict": "This changed after the page was drawn: look at it again below, then decide.",
     "invalid_credentials": "The email or the password is wrong.",
 }
 

@@ -121,8 +121,8 @@ class ThreadedServer(uvicorn.Server):
 
 
 @pytest.fixture(scope="session")
-def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The demo co-op (Riverside Time Bank) served on a free port for the whole session."""
+def web_db_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The served SQLite database, seeded: tests may add what they need to it through the services."""
     _require_chromium()
     url = f"sqlite:///{tmp_path_factory.mktemp('web') / 'commons.db'}"
     upgrade_to_head(url)
@@ -130,6 +130,13 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     seed(engine)
     seed_federation(engine)
     engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def base_url(web_db_url: str) -> Iterator[str]:
+    """The demo co-op (Riverside Time Bank) served on a free port for the whole session."""
+    url = web_db_url
     app = create_app(
         Settings(database_url=url, secret_key="web-test-" + "s" * 40, demo_mode=True),
         sweep_claims=False,

@@ -125,3 +125,94 @@ def test_a_member_cannot_open_the_treasurer_pages(new_page: Any) -> None:
     response = page.goto("/treasurer")
     assert response is not None and response.status == 403
     assert page.get_by_role("heading", level=1).inner_text() == "You cannot open this page"
+
+
+def _bakery_invoices(web_db_url: str) -> tuple[Any, Any, dict[str, int]]:
+    """Bakery (a co-op of Valley Federation) gets a treasurer, who invoices Riverside twice;
+    both wait for Riverside's confirmation. Returns (engine, bakery's treasurer, ids)."""
+    from datetime import UTC, datetime
+
+    from accounts import service as accounts
+    from accounts.actor import Actor, CoopRole, Role
+    from clearing import obligations as ob
+    from clearing import service as fed
+    from clearing.obligation_csv import ObligationInput
+    from ledger.db import make_engine, write_transaction
+
+    engine = make_engine(web_db_url, pool_size=1)
+    now = datetime.now(UTC)
+    with write_transaction(engine) as conn:
+        admin_id = accounts.find_user_id(conn, "admin@riverside.example")
+        assert admin_id is not None
+        coop = accounts.get_coop(conn, "bakery")
+        user_id, account_id, _ = accounts.add_member(
+            conn,
+            actor=Actor(admin_id, True),
+            slug="bakery",
+            email="treasurer@bakery.example",
+            name="Bea Baker",
+            role=Role.TREASURER,
+            password=None,
+            now=now,
+        )
+        bakery = Actor(
+            user_id, False, (CoopRole(coop.id, "bakery", coop.ledger_id, Role.TREASURER, account_id),)
+        )
+        federation = fed.get_federation(conn, "valley")
+        ids = {}
+        for external_id, amount, reference in (("bk-101", 1500, "bread, October"), ("bk-102", 400, "cakes")):
+            record, _ = ob.record_obligation(
+                conn,
+                requester=bakery,
+                federation=federation,
+                data=ObligationInput(external_id, "riverside", "bakery", amount, None, reference),
+                now=now,
+            )
+            ids[external_id] = record.id
+    return engine, bakery, ids
+
+
+def test_treasurer_confirms_and_disputes_the_coops_obligations(new_page: Any, web_db_url: str) -> None:
+    from datetime import UTC, datetime
+
+    from clearing import obligations as ob
+    from ledger.db import read_transaction, write_transaction
+
+    engine, bakery, ids = _bakery_invoices(web_db_url)
+    try:
+        page = new_page()
+        sign_in(page, TREASURER)
+        page.get_by_role("link", name="Treasurer").click()
+        page.get_by_role("link", name="Obligations").click()
+        page.wait_for_url(re.compile(r".*/treasurer/obligations$"))
+        waiting = page.get_by_test_id("waiting-bk-101")
+        assert "bakery says riverside owes it 15.00 VAL" in waiting.inner_text()
+        assert page.get_by_test_id("waiting-bk-102").count() == 1
+        shoot(page, "treasurer-obligations")
+
+        waiting.get_by_role("button", name="Confirm").click()
+        page.wait_for_url(re.compile(r".*/treasurer/obligations$"))
+        assert "You confirmed obligation bk-101" in page.get_by_role("status").first.inner_text()
+        assert page.get_by_test_id("waiting-bk-101").count() == 0
+        assert "confirmed" in page.get_by_test_id("obligation-bk-101").inner_text()
+
+        waiting = page.get_by_test_id("waiting-bk-102")
+        waiting.get_by_label(re.compile("Reason to dispute")).fill("we ordered no cakes")
+        waiting.get_by_role("button", name="Dispute").click()
+        page.wait_for_url(re.compile(r".*/treasurer/obligations$"))
+        assert "You disputed obligation bk-102" in page.get_by_role("status").first.inner_text()
+        row = page.get_by_test_id("obligation-bk-102").inner_text()
+        assert "disputed" in row and "we ordered no cakes" in row
+        shoot(page, "treasurer-obligations-answered")
+
+        with read_transaction(engine) as conn:
+            assert ob.get_obligation(conn, ids["bk-101"]).status == ob.CONFIRMED
+            assert ob.get_obligation(conn, ids["bk-102"]).status == ob.DISPUTED
+    finally:
+        # Bakery waives both, so no other browser test's clearing run sees them.
+        with write_transaction(engine) as conn:
+            for oid in ids.values():
+                ob.cancel_obligation(
+                    conn, requester=bakery, obligation_id=oid, reason="test over", now=datetime.now(UTC)
+                )
+        engine.dispose()
