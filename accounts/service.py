@@ -63,16 +63,20 @@ def _raise_if(problems: list[Problem]) -> None:
 # --- actors --------------------------------------------------------------------------------
 
 
+_u, _m, _c = t.users, t.memberships, t.coops
+# Built once: every authenticated request runs it (see ledger.service on statements built once).
+_LOAD_ACTOR = (
+    sa.select(
+        _u.c.token_version, _u.c.is_admin, _m.c.coop_id, _c.c.slug, _c.c.ledger_id, _m.c.role, _m.c.account_id
+    )
+    .select_from(_u.outerjoin(_m, _m.c.user_id == _u.c.id).outerjoin(_c, _c.c.id == _m.c.coop_id))
+    .where(_u.c.id == sa.bindparam("actor_user", type_=sa.BigInteger))
+)
+
+
 def load_actor(conn: Connection, claims: tokens.AccessClaims) -> Actor:
     """The user behind a verified token, with roles; refused when the token was revoked."""
-    u, m, c = t.users, t.memberships, t.coops
-    rows = conn.execute(
-        sa.select(
-            u.c.token_version, u.c.is_admin, m.c.coop_id, c.c.slug, c.c.ledger_id, m.c.role, m.c.account_id
-        )
-        .select_from(u.outerjoin(m, m.c.user_id == u.c.id).outerjoin(c, c.c.id == m.c.coop_id))
-        .where(u.c.id == claims.user_id)
-    ).all()
+    rows = conn.execute(_LOAD_ACTOR, {"actor_user": claims.user_id}).all()
     if not rows or rows[0].token_version != claims.token_version:
         raise DomainError("unauthenticated", "this token has been revoked; sign in again")
     roles = tuple(

@@ -64,11 +64,20 @@ _LOOKUP = sa.select(_ik.c.request_hash, _ik.c.response_status, _ik.c.response_bo
     _ik.c.key == sa.bindparam("ik_key", type_=sa.String),
 )
 _STORE = sa.insert(_ik)
-_TRY_LOCK = sa.select(sa.func.pg_try_advisory_xact_lock(sa.bindparam("lock_id", type_=sa.BigInteger)))
+_LOCK_AND_LOOKUP = sa.text(
+    "SELECT o_locked AS locked, o_request_hash AS request_hash, o_status AS response_status,"
+    " o_body AS response_body"
+    " FROM commons_idempotency_lookup(CAST(:lock_id AS bigint), CAST(:ik_user AS bigint), :ik_key)"
+)
 
 
 def lookup(conn: Connection, *, user_id: int, key: str, request_hash: str) -> StoredResponse | None:
     row = conn.execute(_LOOKUP, {"ik_user": user_id, "ik_key": key}).first()
+    return _replay(row, request_hash=request_hash)
+
+
+def _replay(row: Any, *, request_hash: str) -> StoredResponse | None:
+    """The stored response of a key's row (request_hash, response_status, response_body)."""
     if row is None:
         return None
     if row.request_hash != request_hash:
@@ -77,6 +86,11 @@ def lookup(conn: Connection, *, user_id: int, key: str, request_hash: str) -> St
             "this Idempotency-Key was already used for a different request",
         )
     return StoredResponse(row.response_status, json.loads(row.response_body), replayed=True)
+
+
+def encode_body(body: Any) -> str:
+    """The stored form of a response (ledger.pg_transfer renders its template with it too)."""
+    return json.dumps(body, separators=(",", ":"))
 
 
 def store(
@@ -96,23 +110,38 @@ def store(
             "key": key,
             "request_hash": request_hash,
             "response_status": status,
-            "response_body": json.dumps(body, separators=(",", ":")),
+            "response_body": encode_body(body),
             "created_at": now,
         },
     )
 
 
-def _try_lock(conn: Connection, *, user_id: int, key: str) -> None:
-    if is_sqlite(conn):
-        return
+def lock_id(*, user_id: int, key: str) -> int:
+    """The PostgreSQL advisory lock of one (user, key); commons_pay takes the same."""
     digest = hashlib.sha256(f"{user_id}:{key}".encode()).digest()
-    lock_id = int.from_bytes(digest[:8], "big", signed=True)
-    got = conn.execute(_TRY_LOCK, {"lock_id": lock_id}).scalar()
-    if not got:
-        raise DomainError(
-            "idempotency_request_in_progress",
-            "a request with this Idempotency-Key is still being processed; retry shortly",
-        )
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _in_progress() -> DomainError:
+    return DomainError(
+        "idempotency_request_in_progress",
+        "a request with this Idempotency-Key is still being processed; retry shortly",
+    )
+
+
+def _lock_and_lookup(conn: Connection, *, user_id: int, key: str) -> Any:
+    """The key's lock (PostgreSQL), then its stored row if any: one round trip.
+
+    On PostgreSQL one call of commons_idempotency_lookup (migration 0005_pg_transfer): the lookup
+    is a statement of its own inside it, so it sees a response committed by whoever held the
+    lock before us (a single SELECT would read with a snapshot taken before the lock)."""
+    params = {"ik_user": user_id, "ik_key": key}
+    if is_sqlite(conn):
+        return conn.execute(_LOOKUP, params).first()
+    row = conn.execute(_LOCK_AND_LOOKUP, {**params, "lock_id": lock_id(user_id=user_id, key=key)}).one()
+    if not row.locked:
+        raise _in_progress()
+    return None if row.request_hash is None else row
 
 
 _running: set[tuple[int, str]] = set()
@@ -129,10 +158,7 @@ def _in_flight(*, user_id: int, key: str) -> Iterator[None]:
     transfer. Found by the bank test (tests/soak)."""
     with _running_lock:
         if (user_id, key) in _running:
-            raise DomainError(
-                "idempotency_request_in_progress",
-                "a request with this Idempotency-Key is still being processed; retry shortly",
-            )
+            raise _in_progress()
         _running.add((user_id, key))
     try:
         yield
@@ -150,25 +176,31 @@ def run_idempotent(
     now: datetime,
     command: Callable[[Connection], tuple[int, Any]],
     before: Callable[[Connection], None] | None = None,
+    fast: Callable[[], StoredResponse | None] | None = None,
 ) -> StoredResponse:
     """Run `command` once per (user, key) in one write transaction with its stored response.
 
     `before` runs first in that transaction, before a stored response can be replayed (the API
     loads and checks the caller there, instead of in a read transaction of its own).
+
+    `fast` is tried first, under the same in-process guard: a whole request in one statement
+    (ledger.pg_transfer on PostgreSQL) that either answers or writes nothing and returns None.
     """
     try:
-        with _in_flight(user_id=user_id, key=key), write_transaction(engine) as conn:
-            _try_lock(conn, user_id=user_id, key=key)
-            if before is not None:
-                before(conn)
-            stored = lookup(conn, user_id=user_id, key=key, request_hash=request_hash)
-            if stored is not None:
-                return stored
-            status, body = command(conn)
-            store(
-                conn, user_id=user_id, key=key, request_hash=request_hash, status=status, body=body, now=now
+        with _in_flight(user_id=user_id, key=key):
+            if fast is not None:
+                answered = fast()
+                if answered is not None:
+                    return answered
+            return _run(
+                engine,
+                user_id=user_id,
+                key=key,
+                request_hash=request_hash,
+                now=now,
+                command=command,
+                before=before,
             )
-            return StoredResponse(status, body, replayed=False)
     except IntegrityError as exc:
         # The unique key backs the advisory lock: two writers of one key cannot both commit.
         if "idempotency_keys" in str(exc.orig) or "idempotency" in str(exc):
@@ -177,3 +209,25 @@ def run_idempotent(
                 "a request with this Idempotency-Key was being processed; retry to get its result",
             ) from exc
         raise
+
+
+def _run(
+    engine: Engine,
+    *,
+    user_id: int,
+    key: str,
+    request_hash: str,
+    now: datetime,
+    command: Callable[[Connection], tuple[int, Any]],
+    before: Callable[[Connection], None] | None,
+) -> StoredResponse:
+    with write_transaction(engine) as conn:
+        row = _lock_and_lookup(conn, user_id=user_id, key=key)
+        if before is not None:
+            before(conn)
+        stored = _replay(row, request_hash=request_hash)
+        if stored is not None:
+            return stored
+        status, body = command(conn)
+        store(conn, user_id=user_id, key=key, request_hash=request_hash, status=status, body=body, now=now)
+        return StoredResponse(status, body, replayed=False)
