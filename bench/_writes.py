@@ -24,9 +24,9 @@ from sqlalchemy.engine import Engine
 from accounts import service as accounts_service
 from accounts import tokens
 from accounts.actor import Actor, Role
-from ledger import idempotency
+from ledger import idempotency, pg_transfer
 from ledger import tables as t
-from ledger.db import write_transaction
+from ledger.db import is_sqlite, write_transaction
 from ledger.service import TransferInput, create_transfer
 
 LIMIT = 10**12  # limits are set (so every UPDATE evaluates them) but never reached by the bench
@@ -290,13 +290,20 @@ def service_worker(engine: Engine, coop: BenchCoop) -> Callable[[int], Callable[
             for m in coop.members
         ]
 
+    # PostgreSQL: the same one-statement path as the API (ledger.pg_transfer), Python behind it.
+    template = pg_transfer.body_template({"id": pg_transfer.ID, "status": "posted"})
+    assert template is not None
+
     def make(i: int) -> Callable[[Item], None]:
         actor = actors[i % len(actors)]
+        token_version = coop.members[i % len(actors)].token_version
 
         def work(item: Item) -> None:
             payer, payee, amount = item
             body = {"payer": str(payer), "payee": str(payee), "amount": f"{amount / 100:.2f}"}
             now = datetime.now(UTC)
+            key = uuid.uuid4().hex
+            request_hash = idempotency.fingerprint("POST", "/api/v1/transfers", body)
 
             def command(conn: sa.Connection) -> tuple[int, object]:
                 record = create_transfer(
@@ -304,13 +311,31 @@ def service_worker(engine: Engine, coop: BenchCoop) -> Callable[[int], Callable[
                 )
                 return 201, {"id": str(record.id), "status": record.status}
 
+            payment = pg_transfer.Payment(
+                user_id=actor.user_id,
+                token_version=token_version,
+                key=key,
+                request_hash=request_hash,
+                lock_id=idempotency.lock_id(user_id=actor.user_id, key=key),
+                payer_id=payer,
+                payee_id=payee,
+                amount=amount,
+                decimals=None,
+                memo=None,
+                category=None,
+                occurred_on=now.date(),
+                transaction_id=str(uuid.uuid4()),
+                now=now,
+                body=template,
+            )
             idempotency.run_idempotent(
                 engine,
                 user_id=actor.user_id,
-                key=uuid.uuid4().hex,
-                request_hash=idempotency.fingerprint("POST", "/api/v1/transfers", body),
+                key=key,
+                request_hash=request_hash,
                 now=now,
                 command=command,
+                fast=None if is_sqlite(engine) else lambda: pg_transfer.pay(engine, payment),
             )
 
         return work
