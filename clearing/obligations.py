@@ -21,6 +21,7 @@ from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from clearing import tables as ct
@@ -216,15 +217,7 @@ def record_obligation(
         raise DomainError("forbidden", "you may record only obligations of a co-op whose treasurer you are")
     existing = _by_external_ids(conn, federation.id, [data.external_id]).get(data.external_id)
     if existing is not None:
-        if _same(existing, data) and (
-            found.sees_coop(existing.debtor_coop_id) or found.sees_coop(existing.creditor_coop_id)
-        ):
-            return existing, False
-        raise DomainError(
-            "external_id_conflict",
-            "this external_id was already used for a different obligation in this federation",
-            [Problem("external_id_conflict", "already used", "external_id")],
-        )
+        return _already_recorded(existing, data, found), False
     values = _row_values(
         federation,
         data,
@@ -234,10 +227,42 @@ def record_obligation(
         created_by=user_of(requester),
         now=now,
     )
+    # Concurrent requests with the same external_id all pass the look-up above on PostgreSQL
+    # (READ COMMITTED); the unique key decides. ON CONFLICT DO NOTHING waits for the winner's
+    # commit and inserts nothing, without aborting this transaction, so the loser answers with
+    # the winner's obligation (or a conflict if its content differs), exactly as a later retry
+    # would. On SQLite writers are serialised and the look-up already sees the winner.
     new_id = conn.execute(
-        sa.insert(ct.obligations).values(**values).returning(ct.obligations.c.id)
-    ).scalar_one()
+        _insert_new(conn)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["federation_id", "external_id"])
+        .returning(ct.obligations.c.id)
+    ).scalar()
+    if new_id is None:
+        winner = _by_external_ids(conn, federation.id, [data.external_id])[data.external_id]
+        return _already_recorded(winner, data, found), False
     return get_obligation(conn, int(new_id)), True
+
+
+def _insert_new(conn: Connection) -> Any:
+    """An INSERT that can skip a row whose unique key exists (both dialects spell it alike)."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(ct.obligations)
+    return sqlite.insert(ct.obligations)
+
+
+def _already_recorded(existing: ObligationRecord, data: ObligationInput, found: Access) -> ObligationRecord:
+    """The answer to recording an external_id that exists: the same obligation again when the
+    content is the same and the requester may see it; otherwise a conflict."""
+    if _same(existing, data) and (
+        found.sees_coop(existing.debtor_coop_id) or found.sees_coop(existing.creditor_coop_id)
+    ):
+        return existing
+    raise DomainError(
+        "external_id_conflict",
+        "this external_id was already used for a different obligation in this federation",
+        [Problem("external_id_conflict", "already used", "external_id")],
+    )
 
 
 def import_obligations(
