@@ -19,6 +19,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -306,16 +307,19 @@ def _frame(data: bytes, text: str, layout: _Layout) -> pd.DataFrame | None:
     have the header's width (pandas fills short rows in silently and skips blank-looking
     lines that `csv` reads as one field, so both are checked here)."""
     try:
-        frame = pd.read_csv(
-            io.BytesIO(data),
-            encoding="utf-8-sig",
-            dtype=object,
-            na_filter=False,
-            index_col=False,
-            skip_blank_lines=True,
-            engine="c",
-        )
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
+        with warnings.catch_warnings():
+            # pandas warns where it drops or shifts fields; that is doubt, not data.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(
+                io.BytesIO(data),
+                encoding="utf-8-sig",
+                dtype=object,
+                na_filter=False,
+                index_col=False,
+                skip_blank_lines=True,
+                engine="c",
+            )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, pd.errors.ParserWarning, ValueError):
         return None
     if frame.shape[1] != layout.width:
         return None
