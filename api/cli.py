@@ -78,11 +78,26 @@ def _preflight(*, demo: bool = False) -> None:
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
-    workers: int = typer.Option(1, min=1, max=64, help="Worker processes (PostgreSQL: 2 per core)."),
+    workers: int | None = typer.Option(
+        None,
+        min=1,
+        max=64,
+        help="Worker processes [default: one per core on PostgreSQL, 2 on SQLite].",
+    ),
 ) -> None:
     """Serve the HTTP API (configuration from COMMONS_* environment variables)."""
     _preflight()
-    _run_server(host, port, workers)
+    _run_server(host, port, workers or default_workers(_database_url()))
+
+
+def default_workers(database_url: str, cores: int | None = None) -> int:
+    """What measured best on 2 cores (docs/benchmarks.md, Ledger): on PostgreSQL one worker per
+    core; on SQLite two, whatever the cores (writes are serialised; a second process parses and
+    answers requests while the first holds the write lock, a third only adds contention)."""
+    cores = cores or os.cpu_count() or 1
+    if database_url.startswith("sqlite"):
+        return min(2, cores)
+    return cores
 
 
 @db_app.command("upgrade")

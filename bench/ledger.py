@@ -815,7 +815,10 @@ def parse(argv: Sequence[str] | None = None) -> Options:
         help="uvicorn workers on PostgreSQL (recommended: one per core)",
     )
     ap.add_argument(
-        "--sqlite-workers", type=int, default=1, help="uvicorn workers on SQLite (recommended: 1)"
+        "--sqlite-workers",
+        type=int,
+        default=2,
+        help="uvicorn workers on SQLite (recommended and `commons serve`'s default: 2)",
     )
     ap.add_argument(
         "--pool-size",

@@ -7,6 +7,8 @@ transaction opens with BEGIN IMMEDIATE (a deferred BEGIN would lose concurrent w
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 import time
 import weakref
@@ -44,16 +46,79 @@ def is_sqlite(engine: Engine | Connection) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-# One writer at a time per SQLite engine in this process. Without it every pooled connection
-# waits for the write lock in SQLite's busy handler, which sleeps (up to 100 ms a nap) instead of
-# being woken: under 16 concurrent writers the lock sat idle between naps and some writers
-# starved past the busy timeout ("database is locked"). Threads queue here and are woken at once;
-# BEGIN IMMEDIATE still orders writers of different processes.
-_SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+class SqliteWriterLock:
+    """Writers of one SQLite file queue here before BEGIN IMMEDIATE, and are woken in turn.
+
+    Without it every pooled connection waits for the write lock in SQLite's busy handler, which
+    sleeps (up to 100 ms a nap) instead of being woken: under 16 concurrent writers the lock sat
+    idle between naps and some writers starved past the busy timeout ("database is locked").
+    In the process, threads queue on a lock; across processes (`commons serve --workers 2`),
+    the one thread per process that holds it queues on an exclusive `flock` of a file beside the
+    database, which the kernel hands over as soon as it is released and drops if the holder
+    dies (SIGKILL included). BEGIN IMMEDIATE stays the authority: a writer that bypasses this
+    lock (another program, `sqlite3` on the command line) is still ordered by SQLite itself.
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.threads = threading.RLock()
+        self._depth = 0
+        self._fd: int | None = None
+
+    def __enter__(self) -> None:
+        self.threads.acquire()
+        if self._depth == 0 and self.path is not None:
+            try:
+                # Opened per transaction (a few microseconds): nothing is inherited across fork,
+                # no descriptor is held per database, and closing it releases the lock.
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)  # waits without holding the GIL
+                except BaseException:
+                    os.close(fd)
+                    raise
+            except BaseException:
+                self.threads.release()
+                raise
+            self._fd = fd
+        self._depth += 1
+
+    def __exit__(self, *_: object) -> None:
+        self._depth -= 1
+        try:
+            if self._depth == 0 and self._fd is not None:
+                fd, self._fd = self._fd, None
+                os.close(fd)  # releases the flock
+        finally:
+            self.threads.release()
+
+
+_SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, SqliteWriterLock] = weakref.WeakKeyDictionary()
+_LOCKS_BY_FILE: dict[str, SqliteWriterLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def writer_lock_path(database: str | None) -> str | None:
+    """The lock file beside a SQLite database file; None for an in-memory database."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return os.path.realpath(database) + ".writer-lock"
+
+
+def _writer_lock(database: str | None) -> SqliteWriterLock:
+    """One lock per database file in this process, shared by every engine on that file."""
+    path = writer_lock_path(database)
+    if path is None:
+        return SqliteWriterLock(None)
+    with _LOCKS_GUARD:
+        lock = _LOCKS_BY_FILE.get(path)
+        if lock is None:
+            lock = _LOCKS_BY_FILE[path] = SqliteWriterLock(path)
+        return lock
 
 
 def _configure_sqlite(engine: Engine) -> None:
-    _SQLITE_WRITERS[engine] = threading.RLock()
+    _SQLITE_WRITERS[engine] = _writer_lock(engine.url.database)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
