@@ -1,9 +1,12 @@
 """The clearing engine: multilateral set-off (MTCS), optionally settled through mutual credit.
 
 One pure function, `clear(obligations, *, policy) -> ClearingResult`: no database, clock,
-logging or printing; the same input (in any order) always gives the same result.
+logging or printing; the same input (in any order) always gives the same result. It turns the
+obligations into columns and calls `clear_table`, which file mode calls directly on columns
+read from the CSV: one algorithm, on numpy int64 arrays, exact (validation keeps every total
+within 2**60, so no sum can wrap around).
 
-1. Obligations are summed per (debtor, creditor) pair.
+1. Obligations are summed per (debtor, creditor) pair (one stable sort of the pair keys).
 2. The largest set-off that keeps every net position is an exact integer min-cost flow over
    the pairs inside strongly connected components (see `clearing.flow`).
 3. With `policy.settle_with_credit`, a second flow discharges as much as possible by set-off
