@@ -49,7 +49,7 @@ _FALL_BACK_ON = frozenset({"CM001", "23505", "40001", "40P01"})
 _PAY = (
     "SELECT o_outcome, o_status, o_body FROM commons_pay(%s::bigint, %s::bigint, %s::text, %s::text,"
     " %s::bigint, %s::bigint, %s::bigint, %s::bigint, %s::integer, %s::text, %s::text, %s::date, %s::text,"
-    " %s::timestamptz, %s::text[], %s::text[])"
+    " %s::timestamptz, %b::text[], %b::text[])"  # binary arrays: psycopg's text form escapes with re.sub
 )
 
 
