@@ -19,7 +19,7 @@ idempotency_keys table has none.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -103,19 +103,64 @@ def prune_idempotency(
     prunable, kept = count_prunable(engine, older_than=older_than, now=now)
     if dry_run:
         return PruneResult(cutoff, prunable, kept, dry_run=True)
+    chunks = _chunks_postgresql if engine.dialect.name == "postgresql" else _chunks_sqlite
+    pruned = 0
+    for deleted in chunks(engine, cutoff=cutoff, chunk=chunk):
+        pruned += deleted
+        if deleted and progress is not None:
+            progress(deleted, prunable)  # (deleted now, prunable at the start)
+    return PruneResult(cutoff, pruned, kept, dry_run=False)
+
+
+# Each chunk is one write transaction; both generators yield how many rows each chunk deleted.
+# Measured on 1,000,000 records, half of them prunable, both forms on both engines: the
+# subquery form on PostgreSQL ~3.5 s, the key-range form ~8-13 s there; on SQLite the subquery
+# form ~23 s (each chunk rescans what the earlier ones walked past), the key-range form ~3.5 s.
+# A list of 5,000 literal key pairs in the DELETE instead made PostgreSQL ~200x slower.
+
+
+def _chunks_postgresql(engine: Engine, *, cutoff: datetime, chunk: int) -> Iterator[int]:
+    """DELETE ... WHERE (user_id, key) IN (SELECT ... LIMIT chunk): a hash semi-join over a
+    sequential scan that stops at the chunk's last row."""
     ik = t.idempotency_keys
     pick = sa.select(ik.c.user_id, ik.c.key).where(_prunable(cutoff)).limit(chunk)
-    pruned = 0
+    delete = sa.delete(ik).where(sa.tuple_(ik.c.user_id, ik.c.key).in_(pick.scalar_subquery()))
     while True:
         with write_transaction(engine) as conn:
-            keys = [tuple(row) for row in conn.execute(pick)]
-            if keys:
-                conn.execute(sa.delete(ik).where(sa.tuple_(ik.c.user_id, ik.c.key).in_(keys)))
-        if not keys:
-            break
-        pruned += len(keys)
-        if progress is not None:
-            progress(len(keys), prunable)  # (deleted now, prunable at the start)
-        if len(keys) < chunk:
-            break
-    return PruneResult(cutoff, pruned, kept, dry_run=False)
+            deleted = conn.execute(delete).rowcount
+        yield deleted
+        if deleted < chunk:
+            return
+
+
+def _chunks_sqlite(engine: Engine, *, cutoff: datetime, chunk: int) -> Iterator[int]:
+    """Ranges of the primary key (user_id, key), walked in order: each chunk's upper end is its
+    last prunable key, found on the index, so no chunk rescans what an earlier one passed."""
+    ik = t.idempotency_keys
+    pk = sa.tuple_(ik.c.user_id, ik.c.key)
+    after = sa.tuple_(
+        sa.bindparam("after_user", type_=sa.BigInteger), sa.bindparam("after_key", type_=sa.String)
+    )
+    upto = sa.tuple_(
+        sa.bindparam("upto_user", type_=sa.BigInteger), sa.bindparam("upto_key", type_=sa.String)
+    )
+    ends = (
+        sa.select(ik.c.user_id, ik.c.key)
+        .where(_prunable(cutoff))
+        .order_by(ik.c.user_id, ik.c.key)
+        .offset(chunk - 1)
+        .limit(1)
+    )
+    cursor: dict[str, object] | None = None
+    while True:
+        with write_transaction(engine) as conn:
+            where = [_prunable(cutoff)] if cursor is None else [_prunable(cutoff), pk > after]
+            end = conn.execute(ends.where(*where[1:]), cursor or {}).first()
+            if end is not None:  # a full chunk: up to its last key; else the rest
+                where.append(pk <= upto)
+            params = (cursor or {}) | ({} if end is None else {"upto_user": end.user_id, "upto_key": end.key})
+            deleted = conn.execute(sa.delete(ik).where(*where), params).rowcount
+        yield deleted
+        if end is None:
+            return
+        cursor = {"after_user": end.user_id, "after_key": end.key}

@@ -109,6 +109,28 @@ def test_prune_works_in_chunks(records: Book) -> None:
     }
 
 
+@pytest.mark.parametrize("chunk", [1, 3, 5, 10, 11])
+def test_every_chunk_size_prunes_exactly_the_old_requests(records: Book, chunk: int) -> None:
+    """Chunk edges (a full last chunk, one row a chunk, batch items between prunable rows)."""
+    ana, tess = records.actor(0).user_id, records.treasurer.user_id
+    for n in range(7):
+        store(records.engine, ana if n % 2 else tess, f"old-{n}", NOW - 90 * DAY)
+    store(records.engine, tess, batch_key(records.coop.ledger_id, "row-3"), NOW - 90 * DAY)
+    deleted: list[int] = []
+
+    result = prune_idempotency(
+        records.engine, older_than=30 * DAY, now=NOW, chunk=chunk, progress=lambda n, _: deleted.append(n)
+    )
+
+    assert result.pruned == sum(deleted) == 10
+    assert all(0 < n <= chunk for n in deleted)
+    assert stored_keys(records.engine) == {
+        "request-29",
+        "request-0",
+        *(batch_key(records.coop.ledger_id, row) for row in ("row-1", "row-2", "row-3")),
+    }
+
+
 def test_a_retry_after_the_window_is_a_new_request(book: Book) -> None:
     """The documented contract, through the same idempotent path the API uses."""
     ana = book.actor(0)
