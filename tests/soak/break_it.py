@@ -60,16 +60,65 @@ _CHECK_CONSTRAINTS = [
 ]
 _LOOKUP = (
     "ledger/idempotency.py",
-    """            stored = lookup(conn, user_id=user_id, key=key, request_hash=request_hash)
+    (
+        """            stored = lookup(conn, user_id=user_id, key=key, request_hash=request_hash)
             if stored is not None:
                 return stored
 """,
+        """        stored = _replay(row, request_hash=request_hash)
+        if stored is not None:
+            return stored
+""",
+    ),
     "",
 )
 _STORE = (
     "ledger/idempotency.py",
-    "            store(conn, user_id=user_id, key=key, request_hash=request_hash, "
-    "status=status, body=body, now=now)\n",
+    (
+        "            store(conn, user_id=user_id, key=key, request_hash=request_hash, "
+        "status=status, body=body, now=now)\n",
+        "        store(conn, user_id=user_id, key=key, request_hash=request_hash, "
+        "status=status, body=body, now=now)\n",
+    ),
+    "",
+)
+# PostgreSQL pays in one statement (commons_pay, migration 0005_pg_transfer): the same breaks
+# there, in the copy's migration.
+_PG = "migrations/versions/0005_pg_transfer.py"
+_PG_LIMITS = [
+    (
+        _PG,
+        "AND (min_balance IS NULL OR balance - v_amount >= min_balance)\n"
+        "        RETURNING balance, version INTO v_payer_balance, v_payer_version;\n"
+        "        IF NOT FOUND THEN\n            o_outcome",
+        "\n        RETURNING balance, version INTO v_payer_balance, v_payer_version;\n"
+        "        IF NOT FOUND THEN\n            o_outcome",
+    ),
+    (
+        _PG,
+        "AND (min_balance IS NULL OR balance - v_amount >= min_balance)\n"
+        "        RETURNING balance, version INTO v_payer_balance, v_payer_version;\n"
+        "        IF NOT FOUND THEN\n            RAISE",
+        "\n        RETURNING balance, version INTO v_payer_balance, v_payer_version;\n"
+        "        IF NOT FOUND THEN\n            RAISE",
+    ),
+    (_PG, "AND (max_balance IS NULL OR balance + v_amount <= max_balance)", ""),
+]
+_PG_EARLY_CHECK = (
+    _PG,
+    "    IF (v_payer.min_balance IS NOT NULL",
+    "    IF false AND (v_payer.min_balance IS NOT NULL",
+)
+_PG_LOOKUP = (
+    _PG,
+    "    IF FOUND THEN\n        IF v_key.request_hash",
+    "    IF false THEN\n        IF v_key.request_hash",
+)
+_PG_STORE = (
+    _PG,
+    "    INSERT INTO idempotency_keys (user_id, key, request_hash, response_status, response_body, "
+    "created_at)\n"
+    "    VALUES (p_user, p_key, p_request_hash, 201, o_body, p_now);\n",
     "",
 )
 _COMMIT_AFTER_RESPONSE = (
@@ -101,21 +150,24 @@ _COMMIT_AFTER_RESPONSE = (
 
 BREAKS: dict[str, tuple[str, list[Edit]]] = {
     "limit": (
-        "remove the limit condition of the conditional UPDATE in _move",
-        [_MIN_CONDITION, _MAX_CONDITION],
+        "remove the limit condition of the conditional UPDATE in _move (and in commons_pay)",
+        [_MIN_CONDITION, _MAX_CONDITION, *_PG_LIMITS],
     ),
     "limit-and-early-check": (
-        "also remove the early limit check in create_transfer (the CHECK constraints remain)",
-        [_MIN_CONDITION, _MAX_CONDITION, _EARLY_CHECK],
+        "also remove the early limit check in create_transfer and commons_pay (the CHECK constraints remain)",
+        [_MIN_CONDITION, _MAX_CONDITION, _EARLY_CHECK, *_PG_LIMITS, _PG_EARLY_CHECK],
     ),
     "no-limits-at-all": (
         "remove the limit condition, the early check and the CHECK constraints",
-        [_MIN_CONDITION, _MAX_CONDITION, _EARLY_CHECK, *_CHECK_CONSTRAINTS],
+        [_MIN_CONDITION, _MAX_CONDITION, _EARLY_CHECK, *_PG_LIMITS, _PG_EARLY_CHECK, *_CHECK_CONSTRAINTS],
     ),
-    "idempotency-lookup": ("drop the idempotency lookup in run_idempotent", [_LOOKUP]),
+    "idempotency-lookup": (
+        "drop the idempotency lookup in run_idempotent (and in commons_pay)",
+        [_LOOKUP, _PG_LOOKUP],
+    ),
     "idempotency-lookup-and-store": (
         "drop the idempotency lookup and the stored key (no unique key to back it up)",
-        [_LOOKUP, _STORE],
+        [_LOOKUP, _STORE, _PG_LOOKUP, _PG_STORE],
     ),
     "commit-after-response": (
         "write_transaction commits 0.1 s after the handler returned (the response goes first)",
