@@ -103,7 +103,7 @@ def read_table(path: Path, *, scale: int, on_progress: ProgressCallback | None =
     if on_progress is not None:
         on_progress(len(data))
     text = data.decode("utf-8-sig")  # spreadsheets often start CSV files with a byte-order mark
-    layout = _layout(path, next(csv.reader(io.StringIO(text)), None))
+    layout = _layout(path, next(csv.reader(io.StringIO(text, newline="")), None))
     table = _fast_table(data, text, layout, scale)
     if table is not None:
         return table
@@ -329,7 +329,7 @@ def _frame(data: bytes, text: str, layout: _Layout) -> pd.DataFrame | None:
         if data.count(b",") != (layout.width - 1) * (len(frame) + 1) or _blankish_line(data):
             return None
         return frame
-    rows = filter(None, csv.reader(io.StringIO(text)))
+    rows = filter(None, csv.reader(io.StringIO(text, newline="")))
     widths = Counter(map(len, rows))
     return frame if widths == {layout.width: len(frame) + 1} else None
 

@@ -107,7 +107,7 @@ def test_the_fast_reader_reads_what_the_csv_module_reads(
     text = stream.getvalue()
     path = tmp_path / "in.csv"
     path.write_text(text, encoding="utf-8", newline="")
-    layout = _layout(path, next(csv.reader(io.StringIO(text))))
+    layout = _layout(path, next(csv.reader(io.StringIO(text, newline=""))))
     fast = _fast_table(text.encode(), text, layout, 2)
     if fast is None:
         return
