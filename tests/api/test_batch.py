@@ -188,3 +188,26 @@ def test_a_batch_of_another_coops_accounts_is_refused_item_by_item(api: Api, coo
     r = post_batch(api, coop, [item("c3", a, a, "1.00")], who="tom@hillside.example.org")
     assert r.status_code == 403 and r.json()["code"] == "forbidden"
     assert balances(api, coop)[a] == "0.00"
+
+
+def test_a_batch_transfer_reads_back_as_the_batch_answered_it(api: Api, coop: Coop, db_url: str) -> None:
+    """The batch writes its rows with the driver (SQLite: executemany with SQLAlchemy's own
+    conversions; PostgreSQL: COPY): what GET /transfers/{id} and the statement read back from
+    those rows must be what the batch answered, to the microsecond and the day."""
+    a, b = coop.accounts[ANA], coop.accounts[BEN]
+    items = [
+        item("r1", a, b, "1.25", memo="café ☕", category="garden", occurred_on="2026-01-31"),
+        item("r2", b, a, "0.50"),
+    ]
+    r = post_batch(api, coop, items)
+    assert r.status_code == 200, r.text
+    answered = [i["transfer"] for i in r.json()["items"]]
+    for body in answered:
+        assert api.get(f"/transfers/{body['id']}", TESS).json() == body
+    lines = api.get(f"/accounts/{a}/postings", ANA).json()["items"]
+    assert {line["transfer"]: line["occurred_on"] for line in lines} == {
+        answered[0]["id"]: "2026-01-31",
+        answered[1]["id"]: answered[1]["occurred_on"],
+    }
+    replayed = post_batch(api, coop, items).json()
+    assert [i["transfer"] for i in replayed["items"]] == answered
