@@ -7,8 +7,9 @@
 1. End to end: `python -m clearing FILE -o OUT --summary S` against a baseline that does the
    least work: parse the CSV with the same reader as file mode (pandas' C reader), amounts to
    integers, sum per pair, one bare OR-Tools SimpleMinCostFlow on all pairs, nothing written
-   (`--baseline FILE`, below). The ratio measures exactly Commons' extra work. Both run as fresh processes, interleaved,
-   best of `--repeat`; wall time, CPU time (user + sys) and peak memory of each.
+   (`--baseline FILE`, below). The ratio measures exactly Commons' extra work. Both run as
+   fresh processes, interleaved, best of `--repeat`; wall time, CPU time (user + sys) and
+   peak memory of each.
 2. Engine against networkx at 100,000 obligations: `clear()` against `network_simplex` on the
    same min-cost-flow formulation (remainders, supplies from net positions, unit costs), in
    this process, on the same parsed obligations.
