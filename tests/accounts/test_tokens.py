@@ -6,6 +6,7 @@ No database here; the same hostile tokens are sent through the API in tests/api/
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -88,3 +89,35 @@ def test_refresh_tokens_are_random_and_stored_only_as_a_hash() -> None:
 
 def test_access_tokens_live_fifteen_minutes() -> None:
     assert timedelta(minutes=15) == tokens.ACCESS_TTL
+
+
+def test_a_verified_token_is_remembered_only_until_it_expires() -> None:
+    """The verified-token cache (accounts.tokens) keeps the expiry: a token that passed while it
+    was valid is verified afresh, and refused, once `exp` is behind the clock."""
+    claims = good_claims(user_id=USER)
+    claims["exp"] = int(datetime.now(UTC).timestamp()) + 2
+    token = craft(claims, key=KEY)
+    first = tokens.decode_access_token(token, secret=KEY)
+    assert tokens.decode_access_token(token, secret=KEY) is first  # the second answer is remembered
+    while int(datetime.now(UTC).timestamp()) <= claims["exp"]:  # python-jose counts whole seconds
+        time.sleep(0.1)
+    with pytest.raises(tokens.TokenError):
+        tokens.decode_access_token(token, secret=KEY)
+
+
+def test_a_remembered_token_is_not_accepted_under_another_secret_or_with_another_signature() -> None:
+    token = craft(good_claims(user_id=USER), key=KEY)
+    tokens.decode_access_token(token, secret=KEY)
+    with pytest.raises(tokens.TokenError):
+        tokens.decode_access_token(token, secret=KEY + "-rotated")
+    head, body, signature = token.split(".")
+    forged = ".".join((head, body, ("A" if signature[0] != "A" else "B") + signature[1:]))
+    with pytest.raises(tokens.TokenError):
+        tokens.decode_access_token(forged, secret=KEY)
+
+
+@pytest.mark.parametrize("reason", sorted(hostile_tokens(user_id=USER, key=KEY)))
+def test_a_hostile_token_is_refused_while_a_good_one_is_remembered(reason: str) -> None:
+    tokens.decode_access_token(craft(good_claims(user_id=USER), key=KEY), secret=KEY)
+    with pytest.raises(tokens.TokenError):
+        tokens.decode_access_token(hostile_tokens(user_id=USER, key=KEY)[reason], secret=KEY)
