@@ -23,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from clearing import tables as ct
 from clearing.obligation_csv import ObligationInput, ParsedRow, RowProblem, field_problems
@@ -321,10 +322,53 @@ def import_obligations(
                 now=now,
             )
         )
-    for start in range(0, len(new_rows), CHUNK):
-        conn.execute(sa.insert(ct.obligations), new_rows[start : start + CHUNK])
+    inserted = _insert_rows(conn, new_rows)
+    if len(inserted) < len(new_rows):
+        # Another import recorded some of these external_ids since the look-up above (it
+        # committed while this one waited on them): answer as if it had come first.
+        lines = {row.obligation.external_id: row for row in rows}
+        taken = [v["external_id"] for v in new_rows if v["external_id"] not in inserted]
+        winners = _by_external_ids(conn, federation.id, taken)
+        for external_id in taken:
+            row = lines[external_id]
+            if _same(winners[external_id], row.obligation):
+                unchanged += 1
+            else:
+                message = f"line {row.line}: id {external_id!r} was already used for a different obligation"
+                refused.append(RowProblem(row.line, external_id, "external_id_conflict", message))
     refused.sort(key=lambda p: p.line)
-    return ImportResult(len(new_rows), unchanged, len(refused), refused[:MAX_REPORTED_PROBLEMS])
+    return ImportResult(len(inserted), unchanged, len(refused), refused[:MAX_REPORTED_PROBLEMS])
+
+
+def _insert_rows(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert new obligations; the external_ids actually inserted. A concurrent import may have
+    recorded some of them since the look-up (see record_obligation): then, and only then, they
+    are inserted again skipping those. The fast path stays a plain INSERT: ON CONFLICT DO
+    NOTHING RETURNING for every row made a 60,000-row import on PostgreSQL ~2.5x slower."""
+    try:
+        with conn.begin_nested():
+            for start in range(0, len(rows), CHUNK):
+                conn.execute(sa.insert(ct.obligations), rows[start : start + CHUNK])
+        return {row["external_id"] for row in rows}
+    except IntegrityError as exc:
+        if not _external_id_collision(exc):
+            raise
+    inserted: set[str] = set()
+    statement = (
+        _insert_new(conn)
+        .on_conflict_do_nothing(index_elements=["federation_id", "external_id"])
+        .returning(ct.obligations.c.external_id)
+    )
+    for start in range(0, len(rows), CHUNK):
+        inserted.update(conn.execute(statement, rows[start : start + CHUNK]).scalars())
+    return inserted
+
+
+def _external_id_collision(exc: IntegrityError) -> bool:
+    text = str(exc.orig)
+    return (
+        "uq_obligations_external_id" in text or "obligations.federation_id, obligations.external_id" in text
+    )
 
 
 def get_obligation(conn: Connection, obligation_id: int) -> ObligationRecord:

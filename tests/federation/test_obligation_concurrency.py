@@ -21,7 +21,7 @@ from accounts.actor import Actor, CoopRole, Role
 from accounts.service import add_member, get_coop
 from clearing import obligations as ob
 from clearing import tables as ct
-from clearing.obligation_csv import ObligationInput
+from clearing.obligation_csv import ObligationInput, ParsedRow
 from clearing.service import FederationRecord
 from ledger.db import make_engine, write_transaction
 from ledger.errors import DomainError
@@ -136,3 +136,40 @@ def test_a_different_obligation_under_the_same_id_is_refused_to_every_loser(engi
                 assert result[0].amount == stored
             else:
                 assert isinstance(result, DomainError) and result.code == "external_id_conflict", result
+
+
+def test_the_same_file_imported_at_once_gives_one_row_per_id(engine: Engine) -> None:
+    """Imports racing over the same external_ids: every row exists once, and each import reports
+    every row as created or unchanged (one with a changed amount: that row refused), no error."""
+    federation, actors = treasurers(engine)
+    lines = [ParsedRow(i + 2, ObligationInput(f"imp-{i}", "east", "west", 100 + i)) for i in range(300)]
+    changed = [*lines[:-1], ParsedRow(301, ObligationInput("imp-299", "east", "west", 1))]
+    files = [changed if i == 0 else lines for i in range(4)]
+
+    def importer(rows: list[ParsedRow]) -> Callable[[], ob.ImportResult]:
+        def call() -> ob.ImportResult:
+            with write_transaction(engine) as conn:
+                return ob.import_obligations(
+                    conn, requester=actors["east"], federation=federation, rows=rows, problems=[], now=NOW
+                )
+
+        return call
+
+    results = race([importer(rows) for rows in files])
+
+    errors = [r for r in results if isinstance(r, Exception)]
+    assert errors == [], errors[:2]
+    assert sum(r.created for r in results) == 300
+    with engine.connect() as conn:
+        stored = dict(
+            conn.execute(
+                sa.select(ct.obligations.c.external_id, ct.obligations.c.amount).where(
+                    ct.obligations.c.external_id.like("imp-%")
+                )
+            ).all()
+        )
+    assert len(stored) == 300
+    for rows, result in zip(files, results, strict=True):
+        agree = [r for r in rows if stored[r.obligation.external_id] == r.obligation.amount]
+        assert (result.created + result.unchanged, result.refused) == (len(agree), len(rows) - len(agree))
+        assert all(p.code == "external_id_conflict" for p in result.problems)
