@@ -1,7 +1,8 @@
 """Obligations as columns: each field of every obligation in one list, read once.
 
-Validation, aggregation and allocation each need whole columns; reading them once with
-C-level map() keeps a million-obligation run from walking the objects again and again.
+`clear()` reads the `Obligation` values once, with C-level map(): the type checks run on these
+plain lists (`validation.plain_types`), and `table()` turns them into the numpy columns the
+engine works on (`clearing.table.ObligationTable`).
 """
 
 from __future__ import annotations
