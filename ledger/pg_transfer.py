@@ -152,6 +152,10 @@ def attempt(engine: Engine, payment: Payment) -> Attempt:
     except psycopg.Error as exc:
         if exc.sqlstate in _FALL_BACK_ON:
             return Attempt(f"fallback:{exc.sqlstate}", None)
+        if exc.sqlstate is None:
+            # Refused by the driver before sending (e.g. a NUL in a text): the Python path
+            # meets the same value and answers as it always has.
+            return Attempt("fallback:driver", None)
         raise
     finally:
         pooled.close()

@@ -231,3 +231,12 @@ def test_the_amount_is_read_as_the_python_path_reads_it() -> None:
     for refused in ("-1", "1.", ".5", "1e3", " 1", "1.0000001", 1.5, "NaN", "\u0661"):
         assert pg_transfer.decimal_amount(refused) is None, refused
     assert pg_transfer.decimal_amount("0") == (0, 0)  # the function's amount check sends it back
+
+
+def test_a_nul_never_reaches_the_function(api: Api, coop: Coop, db: sa.Engine, outcomes: list[str]) -> None:
+    """The schema refuses it (PostgreSQL text cannot hold it); see also the driver fallback in
+    tests/ledger/test_pg_transfer.py."""
+    r = api.pay(ANA, coop.accounts[ANA], coop.accounts[BEN], "1.00", memo="a\x00b")
+    assert r.status_code == 422 and r.json()["code"] == "validation_failed", r.text
+    assert outcomes == []
+    assert counts(db) == (0, 0, 0)

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -77,6 +78,12 @@ def test_the_stored_body_fills_its_holes(coop: Coop) -> None:
     _, transfers, _, _ = ledger_rows(coop.engine)
     assert result.stored.body == {"id": str(transfers[0].id), "amount": "1.50"}
     assert coop.balances() == {"tess": 0, "ana": -150, "ben": 150}
+
+
+def test_a_value_the_driver_refuses_is_left_to_the_python_path(coop: Coop) -> None:
+    nul = replace(payment(coop, "ana", "ana", "ben", 150), memo="a\x00b")
+    assert pg_transfer.attempt(coop.engine, nul) == pg_transfer.Attempt("fallback:driver", None)
+    assert coop.balances() == {"tess": 0, "ana": 0, "ben": 0}
 
 
 def test_concurrent_payments_keep_every_invariant(coop: Coop) -> None:
