@@ -192,7 +192,7 @@ def commons_server(database_url: str, *, workers: int, pool_size: int, log: Path
             if time.monotonic() > deadline:
                 raise RuntimeError(f"commons serve did not answer within 60 s; see {log}")
             time.sleep(0.1)
-        # Every worker must be up before timing starts: uvicorn answers as soon as one is.
+        # Every worker must be up before timing starts: the server answers as soon as one is.
         time.sleep(0.5 + 0.3 * workers)
         yield base
     finally:

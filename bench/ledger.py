@@ -36,6 +36,7 @@ from typing import Any
 
 import psycopg
 
+from api.cli import default_server
 from bench import _http, _reads, _writes
 from bench._common import (
     BENCH_SECRET,
@@ -282,8 +283,8 @@ def bench_engine(engine_name: str, opts: Options, stack: ExitStack) -> EngineRes
     client_ms = 1000 * api.client_cpu / max(1, result.writes["api"].count)  # type: ignore[attr-defined]
     api_fig = result.writes["api"]
     result.writes["api"].note = (
-        f"{workers} uvicorn workers, {opts.clients} connections; load client {client_ms:.3f} ms "
-        f"CPU/request "
+        f"{workers} {default_server(url)} workers, {opts.clients} connections; "
+        f"load client {client_ms:.3f} ms CPU/request "
         f"= {100 * api.client_cpu / max(api_fig.seconds, 1e-9):.0f}% of one core"  # type: ignore[attr-defined]
     )
     if peer is not None:
@@ -806,7 +807,7 @@ def parse(argv: Sequence[str] | None = None) -> Options:
         "--workers",
         type=int,
         default=None,
-        help="uvicorn workers for both engines (default: the recommended ones)",
+        help="server workers for both engines (default: the recommended ones)",
     )
     ap.add_argument(
         "--pg-workers",
@@ -818,7 +819,7 @@ def parse(argv: Sequence[str] | None = None) -> Options:
         "--sqlite-workers",
         type=int,
         default=2,
-        help="uvicorn workers on SQLite (recommended and `commons serve`'s default: 2)",
+        help="granian workers on SQLite (recommended and `commons serve`'s default: 2)",
     )
     ap.add_argument(
         "--pool-size",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.cli import default_workers
+from api.cli import default_server, default_workers
 
 
 def test_sqlite_serves_with_two_workers_whatever_the_cores() -> None:
@@ -14,3 +14,8 @@ def test_sqlite_serves_with_two_workers_whatever_the_cores() -> None:
 def test_postgresql_serves_with_one_worker_per_core() -> None:
     assert default_workers("postgresql://u@h/db", cores=2) == 2
     assert default_workers("postgresql://u@h/db", cores=6) == 6
+
+
+def test_sqlite_is_served_by_granian_and_postgresql_by_uvicorn() -> None:
+    assert default_server("sqlite:///./commons.db") == "granian"
+    assert default_server("postgresql://u@h/db") == "uvicorn"
