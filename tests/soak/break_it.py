@@ -123,8 +123,9 @@ _PG_STORE = (
 )
 _COMMIT_AFTER_RESPONSE = (
     "ledger/db.py",
-    """    with engine.begin() as conn:
-        yield conn
+    # PostgreSQL's branch of write_transaction (SQLite's queues on the writers' lock first).
+    """        with engine.begin() as conn:
+            yield conn
 """,
     """    # BROKEN ON PURPOSE: the caller answers first, the commit happens a moment later.
     import threading
@@ -145,7 +146,7 @@ _COMMIT_AFTER_RESPONSE = (
         conn.close()
 
     threading.Thread(target=commit_later, daemon=True).start()
-""",
+""".replace("\n    ", "\n        ").replace("    # BROKEN", "        # BROKEN", 1),
 )
 
 BREAKS: dict[str, tuple[str, list[Edit]]] = {
