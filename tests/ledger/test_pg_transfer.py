@@ -28,11 +28,14 @@ from tests.ledger.test_service import Coop
 BODY = pg_transfer.body_template({"id": pg_transfer.ID, "amount": pg_transfer.AMOUNT})
 assert BODY is not None
 
+# commons_pay exists only on PostgreSQL (SQLite runs the Python path): this module runs there only.
+pytestmark = pytest.mark.parametrize(
+    "db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+
 
 @pytest.fixture
 def coop(engine: Engine) -> Iterator[Coop]:
-    if engine.dialect.name == "sqlite":
-        pytest.skip("commons_pay exists only on PostgreSQL; SQLite runs the Python path")
     yield Coop(engine)
 
 

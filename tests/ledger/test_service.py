@@ -138,14 +138,14 @@ def test_both_limits_are_named_when_both_refuse(coop: Coop) -> None:
     assert [p.code for p in refused.value.problems] == ["insufficient_credit", "ceiling_exceeded"]
 
 
+# PostgreSQL only: SQLite's BEGIN IMMEDIATE serialises writers, so no other writer can run between.
+@pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 def test_a_refused_row_that_changed_back_is_not_a_conflict(coop: Coop, db_url: str) -> None:
     """PostgreSQL, READ COMMITTED: a conditional UPDATE that matches no row takes no lock, so
     the row can change again before the refusal is explained. Here ana is at her credit limit
     when her UPDATE is refused, and ben pays her back before the service reads her row. Either
     answer is serialisable (posted now that it fits, or refused by the limit the UPDATE saw);
     a 409 "conflict", which tells the client nothing it can act on, is not."""
-    if coop.engine.dialect.name == "sqlite":
-        pytest.skip("SQLite's BEGIN IMMEDIATE serialises writers: no other writer can run between")
     coop.pay("ana", "ana", "ben", 1000)  # ana at -10.00, her limit
     claim = coop.pay("ben", "ana", "ben", 500)
     other = make_engine(db_url, pool_size=1)
