@@ -41,6 +41,7 @@ SERVERS = ("uvicorn", "granian")
 
 
 def _run_server(host: str, port: int, workers: int, server: str = "uvicorn") -> None:
+    os.environ["COMMONS_SUPERVISOR_PID"] = str(os.getpid())  # workers die with it (api.asgi)
     log_level = os.environ.get("COMMONS_LOG_LEVEL", "info")
     access_log = os.environ.get("COMMONS_ACCESS_LOG", "0") == "1"
     if server == "granian":

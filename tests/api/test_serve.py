@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 from api.cli import default_server, default_workers
 
 
@@ -19,3 +26,39 @@ def test_postgresql_serves_with_one_worker_per_core() -> None:
 def test_sqlite_is_served_by_granian_and_postgresql_by_uvicorn() -> None:
     assert default_server("sqlite:///./commons.db") == "granian"
     assert default_server("postgresql://u@h/db") == "uvicorn"
+
+
+SUPERVISOR = """
+import os, subprocess, sys, time
+os.environ["COMMONS_SUPERVISOR_PID"] = str(os.getpid())
+worker = subprocess.Popen([sys.executable, "-c", "from api.asgi import die_with_supervisor; "
+    "die_with_supervisor(); import time; time.sleep(120)"])
+print(worker.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_worker_dies_with_its_supervisor_even_on_sigkill() -> None:
+    """A server's workers must not keep serving on its port after the supervisor was killed."""
+    supervisor = subprocess.Popen([sys.executable, "-c", SUPERVISOR], stdout=subprocess.PIPE, text=True)
+    assert supervisor.stdout is not None
+    worker = int(supervisor.stdout.readline())
+    time.sleep(3)  # the worker has imported the app and asked to die with its parent
+    assert _alive(worker)
+    supervisor.kill()
+    supervisor.wait()
+    deadline = time.monotonic() + 10
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survived = _alive(worker)
+    if survived:
+        os.kill(worker, signal.SIGKILL)
+    assert not survived
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
