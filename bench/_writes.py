@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 from accounts import service as accounts_service
 from accounts import tokens
 from accounts.actor import Actor, Role
-from ledger import idempotency, pg_transfer
+from ledger import idempotency, pg_transfer, sqlite_transfer
 from ledger import tables as t
 from ledger.db import is_sqlite, write_transaction
 from ledger.service import TransferInput, create_transfer
@@ -290,8 +290,10 @@ def service_worker(engine: Engine, coop: BenchCoop) -> Callable[[int], Callable[
             for m in coop.members
         ]
 
-    # PostgreSQL: the same one-statement path as the API (ledger.pg_transfer), Python behind it.
+    # The same fast path as the API (ledger.pg_transfer on PostgreSQL, ledger.sqlite_transfer on
+    # SQLite), Python behind it.
     template = pg_transfer.body_template({"id": pg_transfer.ID, "status": "posted"})
+    fast_path = sqlite_transfer if is_sqlite(engine) else pg_transfer
     assert template is not None
 
     def make(i: int) -> Callable[[Item], None]:
@@ -335,7 +337,7 @@ def service_worker(engine: Engine, coop: BenchCoop) -> Callable[[int], Callable[
                 request_hash=request_hash,
                 now=now,
                 command=command,
-                fast=None if is_sqlite(engine) else lambda: pg_transfer.pay(engine, payment),
+                fast=lambda: fast_path.pay(engine, payment),
             )
 
         return work

@@ -12,34 +12,47 @@ comes back as "fallback" with nothing written, and the caller runs the Python pa
 (`ledger.idempotency.run_idempotent` with `ledger.service.create_transfer`), which gives the
 precise answer. The rules thus stay in Python; the function is only ever stricter.
 
-The stored response is the caller's own rendering (`body_template`): the caller renders the
-response with markers where the id, the amount, the unit code and the scale go, and the
-function fills them in, so both paths store the same bytes.
+The stored response is the caller's own rendering (`ledger.payment.body_template`, shared with
+ledger.sqlite_transfer): the caller renders the response with markers where the id, the amount,
+the unit code and the scale go, and the function fills them in, so both paths store the same
+bytes.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass
-from datetime import date, datetime
 from typing import Any
 
 import psycopg
 from sqlalchemy.engine import Engine
 
-from ledger.amounts import MAX_SCALE, AmountError, parse_amount
-from ledger.idempotency import StoredResponse, encode_body
+from ledger.idempotency import StoredResponse
+from ledger.payment import (
+    AMOUNT,
+    ID,
+    SCALE,
+    UNIT_CODE,
+    Attempt,
+    BodyTemplate,
+    Payment,
+    body_template,
+    decimal_amount,
+)
 
-# Markers for the values only the database knows; each renders as a JSON string (a control
-# character no JSON encoder leaves bare) and is replaced with its quotes.
-ID = "\x00commons:id\x00"
-AMOUNT = "\x00commons:amount\x00"
-UNIT_CODE = "\x00commons:unit_code\x00"
-SCALE = "\x00commons:scale\x00"
-_HOLES = {json.dumps(m): name for m, name in ((ID, "id"), (AMOUNT, "amount"), (UNIT_CODE, "unit_code"))}
-_HOLES[json.dumps(SCALE)] = "scale"
-_HOLE = re.compile("|".join(re.escape(m) for m in _HOLES))
+# What the callers and tests use from here (shared with ledger.sqlite_transfer).
+__all__ = [
+    "AMOUNT",
+    "ID",
+    "SCALE",
+    "UNIT_CODE",
+    "Attempt",
+    "BodyTemplate",
+    "Payment",
+    "attempt",
+    "body_template",
+    "decimal_amount",
+    "pay",
+]
 
 # SQLSTATEs after which nothing was written and the Python path should decide: CM001 is the
 # function's own (a conditional UPDATE refused after the other account had moved); 23505 a
@@ -51,65 +64,6 @@ _PAY = (
     " %s::bigint, %s::bigint, %s::bigint, %s::bigint, %s::integer, %s::text, %s::text, %s::date, %s::text,"
     " %s::timestamptz, %b::text[], %b::text[])"  # binary arrays: psycopg's text form escapes with re.sub
 )
-
-
-@dataclass(frozen=True, slots=True)
-class BodyTemplate:
-    """A rendered response split at its holes: parts[0] hole[0] parts[1] … hole[-1] parts[-1]."""
-
-    parts: tuple[str, ...]
-    holes: tuple[str, ...]
-
-
-def body_template(body: Any) -> BodyTemplate | None:
-    """Split the response the caller rendered (with the markers above) at its holes.
-
-    None when a marker appears twice: a memo carrying one verbatim cannot be told from the real
-    hole, so that request takes the Python path."""
-    text = encode_body(body)
-    holes = tuple(_HOLES[m] for m in _HOLE.findall(text))
-    if len(set(holes)) != len(holes):
-        return None
-    return BodyTemplate(tuple(_HOLE.split(text)), holes)
-
-
-def decimal_amount(text: object) -> tuple[int, int] | None:
-    """A positive decimal string as (digits, decimals): "1.50" → (150, 2); None when it is not
-    one the Python path would accept at the finest scale (that path then explains why)."""
-    try:
-        parse_amount(text, scale=MAX_SCALE)
-    except AmountError:
-        return None
-    assert isinstance(text, str)
-    whole, _, frac = text.partition(".")
-    return int(whole + frac), len(frac)
-
-
-@dataclass(frozen=True, slots=True)
-class Payment:
-    """What `commons_pay` needs; `decimals` None means `amount` is in the unit's smallest step."""
-
-    user_id: int
-    token_version: int
-    key: str
-    request_hash: str
-    lock_id: int
-    payer_id: int
-    payee_id: int
-    amount: int
-    decimals: int | None
-    memo: str | None
-    category: str | None
-    occurred_on: date
-    transaction_id: str
-    now: datetime
-    body: BodyTemplate
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    outcome: str  # "posted", "replayed" or "fallback:<why>"
-    stored: StoredResponse | None
 
 
 def attempt(engine: Engine, payment: Payment) -> Attempt:

@@ -19,7 +19,7 @@ from api import present
 from api import schemas as s
 from api.batch import TransferRenderer, item_body
 from api.runtime import Runtime, provide_claims
-from ledger import idempotency, pg_transfer, queries, service
+from ledger import idempotency, payment, pg_transfer, queries, service, sqlite_transfer
 from ledger.batch import BatchEntry, post_batch
 from ledger.core import TransferStatus, validate_text
 from ledger.db import is_sqlite
@@ -65,8 +65,7 @@ def _idempotent(
     return Response(content=stored.body, status_code=stored.status, headers=headers)
 
 
-def _one_statement_payment(
-    runtime: Runtime,
+def _fast_payment(
     claims: AccessClaims,
     data: s.TransferCreate,
     *,
@@ -75,12 +74,11 @@ def _one_statement_payment(
     key: str,
     request_hash: str,
     now: datetime,
-) -> pg_transfer.Payment | None:
-    """On PostgreSQL, the payment for `commons_pay` (ledger.pg_transfer); None where only the
-    Python path applies (SQLite, an amount or text it would refuse, a memo that mimics a hole)."""
-    if is_sqlite(runtime.engine):
-        return None
-    amount = pg_transfer.decimal_amount(data.amount)
+) -> payment.Payment | None:
+    """The payment for the fast path (ledger.payment: `commons_pay` on PostgreSQL, the driver's
+    statements on SQLite), made before any lock is taken; None where only the Python path
+    applies (an amount or text it would refuse, a memo that mimics a hole)."""
+    amount = payment.decimal_amount(data.amount)
     if amount is None or validate_text(data.memo, data.category):
         return None
     occurred_on = data.occurred_on or now.date()
@@ -106,12 +104,12 @@ def _one_statement_payment(
         resolved_by_id=None,
     )
     rendered = present.transfer(shape, unit_code="X", scale=0).model_dump(mode="json")
-    rendered["id"], rendered["amount"] = pg_transfer.ID, pg_transfer.AMOUNT
-    rendered["unit"]["code"], rendered["unit"]["scale"] = pg_transfer.UNIT_CODE, pg_transfer.SCALE
-    template = pg_transfer.body_template(rendered)
+    rendered["id"], rendered["amount"] = payment.ID, payment.AMOUNT
+    rendered["unit"]["code"], rendered["unit"]["scale"] = payment.UNIT_CODE, payment.SCALE
+    template = payment.body_template(rendered)
     if template is None:
         return None
-    return pg_transfer.Payment(
+    return payment.Payment(
         user_id=claims.user_id,
         token_version=claims.token_version,
         key=key,
@@ -177,10 +175,14 @@ class TransferController(Controller):
             return 201, _render(conn, record, known)
 
         def fast(key: str, request_hash: str) -> Callable[[], idempotency.StoredResponse | None] | None:
-            payment = _one_statement_payment(
-                runtime, claims, data, payer=payer, payee=payee, key=key, request_hash=request_hash, now=now
+            prepared = _fast_payment(
+                claims, data, payer=payer, payee=payee, key=key, request_hash=request_hash, now=now
             )
-            return None if payment is None else lambda: pg_transfer.pay(runtime.engine, payment)
+            if prepared is None:
+                return None
+            engine = runtime.engine
+            path = sqlite_transfer if is_sqlite(engine) else pg_transfer
+            return lambda: path.pay(engine, prepared)
 
         body = data.model_dump(mode="json")
         return _idempotent(
