@@ -117,6 +117,12 @@ def _writer_lock(database: str | None) -> SqliteWriterLock:
         return lock
 
 
+def sqlite_writers(engine: Engine) -> SqliteWriterLock | None:
+    """The lock `write_transaction` queues on before BEGIN IMMEDIATE on this SQLite engine (None
+    on PostgreSQL), for a write transaction run on the driver itself (ledger.sqlite_transfer)."""
+    return _SQLITE_WRITERS.get(engine)
+
+
 def _configure_sqlite(engine: Engine) -> None:
     _SQLITE_WRITERS[engine] = _writer_lock(engine.url.database)
 

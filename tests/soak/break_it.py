@@ -121,6 +121,19 @@ _PG_STORE = (
     "    VALUES (p_user, p_key, p_request_hash, 201, o_body, p_now);\n",
     "",
 )
+# SQLite pays on the driver (ledger/sqlite_transfer.py): the same breaks there. It has no early
+# limit check to remove (the UPDATEs' conditions are its only one, under the write lock).
+_SQLITE = "ledger/sqlite_transfer.py"
+_SQLITE_LIMITS = [
+    (_SQLITE, " AND (min_balance IS NULL OR balance - ?1 >= min_balance)", ""),
+    (_SQLITE, " AND (max_balance IS NULL OR balance + ?1 <= max_balance)", ""),
+]
+_SQLITE_LOOKUP = (_SQLITE, "    if caller[1] is not None:\n", "    if False:  # BROKEN ON PURPOSE\n")
+_SQLITE_STORE = (
+    _SQLITE,
+    "    driver.execute(_STORE, (p.user_id, p.key, p.request_hash, body, when))\n",
+    "",
+)
 _COMMIT_AFTER_RESPONSE = (
     "ledger/db.py",
     # PostgreSQL's branch of write_transaction (SQLite's queues on the writers' lock first).
@@ -151,24 +164,32 @@ _COMMIT_AFTER_RESPONSE = (
 
 BREAKS: dict[str, tuple[str, list[Edit]]] = {
     "limit": (
-        "remove the limit condition of the conditional UPDATE in _move (and in commons_pay)",
-        [_MIN_CONDITION, _MAX_CONDITION, *_PG_LIMITS],
+        "remove the limit condition of the conditional UPDATE in _move (and in commons_pay, sqlite_transfer)",
+        [_MIN_CONDITION, _MAX_CONDITION, *_PG_LIMITS, *_SQLITE_LIMITS],
     ),
     "limit-and-early-check": (
         "also remove the early limit check in create_transfer and commons_pay (the CHECK constraints remain)",
-        [_MIN_CONDITION, _MAX_CONDITION, _EARLY_CHECK, *_PG_LIMITS, _PG_EARLY_CHECK],
+        [_MIN_CONDITION, _MAX_CONDITION, _EARLY_CHECK, *_PG_LIMITS, _PG_EARLY_CHECK, *_SQLITE_LIMITS],
     ),
     "no-limits-at-all": (
         "remove the limit condition, the early check and the CHECK constraints",
-        [_MIN_CONDITION, _MAX_CONDITION, _EARLY_CHECK, *_PG_LIMITS, _PG_EARLY_CHECK, *_CHECK_CONSTRAINTS],
+        [
+            _MIN_CONDITION,
+            _MAX_CONDITION,
+            _EARLY_CHECK,
+            *_PG_LIMITS,
+            _PG_EARLY_CHECK,
+            *_SQLITE_LIMITS,
+            *_CHECK_CONSTRAINTS,
+        ],
     ),
     "idempotency-lookup": (
-        "drop the idempotency lookup in run_idempotent (and in commons_pay)",
-        [_LOOKUP, _PG_LOOKUP],
+        "drop the idempotency lookup in run_idempotent (and in commons_pay, sqlite_transfer)",
+        [_LOOKUP, _PG_LOOKUP, _SQLITE_LOOKUP],
     ),
     "idempotency-lookup-and-store": (
         "drop the idempotency lookup and the stored key (no unique key to back it up)",
-        [_LOOKUP, _STORE, _PG_LOOKUP, _PG_STORE],
+        [_LOOKUP, _STORE, _PG_LOOKUP, _PG_STORE, _SQLITE_LOOKUP, _SQLITE_STORE],
     ),
     "commit-after-response": (
         "write_transaction commits 0.1 s after the handler returned (the response goes first)",
