@@ -183,8 +183,9 @@ def run_idempotent(
     `before` runs first in that transaction, before a stored response can be replayed (the API
     loads and checks the caller there, instead of in a read transaction of its own).
 
-    `fast` is tried first, under the same in-process guard: a whole request in one statement
-    (ledger.pg_transfer on PostgreSQL) that either answers or writes nothing and returns None.
+    `fast` is tried first, under the same in-process guard: the whole request on the driver
+    (ledger.pg_transfer on PostgreSQL, ledger.sqlite_transfer on SQLite, see ledger.payment),
+    which either answers or writes nothing and returns None.
     """
     try:
         with _in_flight(user_id=user_id, key=key):
