@@ -3,7 +3,8 @@
 The function handles the common payment and answers "fallback" for everything else; these tests
 show which requests it takes, that what it stores and answers is byte for byte what the Python
 path renders, and that each refusal still gets the Python path's precise answer with nothing
-written by the function. On SQLite the Python path runs alone (checked too).
+written by the function. On SQLite commons_pay is never called (checked too): ledger.sqlite_transfer
+answers there (tests/api/test_sqlite_transfer.py).
 """
 
 from __future__ import annotations
