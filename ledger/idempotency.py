@@ -6,16 +6,19 @@ DB transaction as the effect (DESIGN §2 invariant 5).
 - same key while the first request is still running → `idempotency_request_in_progress` (409)
   (in this process: from before BEGIN until COMMIT, so a retry cannot overtake an attempt still
   waiting for the database; PostgreSQL also: a transaction-scoped advisory lock on the key,
-  tried without waiting, for requests in other worker processes — SQLite has no such lock, so
-  serve it with one worker).
+  tried without waiting, for requests in other worker processes; SQLite: an exclusive record
+  lock on one byte of a file beside the database, also tried without waiting, held from before
+  the writers' queue until after COMMIT — see `_KeyLocks`).
 
 A refused command writes nothing, key included: a retry is evaluated afresh.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -148,6 +151,81 @@ _running: set[tuple[int, str]] = set()
 _running_lock = threading.Lock()
 
 
+class _KeyLocks:
+    """Keys in flight across the worker processes of one SQLite database.
+
+    SQLite has no advisory locks, and its writers (ledger.db) queue on a lock that wakes them in
+    no particular order: without this, a retry in one worker could take the write lock before its
+    own first attempt waiting in another, be refused by a limit (storing nothing), and the first
+    attempt then commit. Each key in flight holds an exclusive POSIX record lock on one byte of
+    `<database>.key-locks`, at an offset drawn from the key's hash, tried without waiting. Record
+    locks belong to the process (threads are told apart by `_running`), vanish when it dies
+    (SIGKILL included), and all of a process's locks on a file go when it closes any descriptor
+    of that file: so each process opens the file once and never closes it.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._pid = 0
+        self._guard = threading.Lock()
+
+    def _descriptor(self) -> int:
+        with self._guard:
+            if self._fd is None or self._pid != os.getpid():  # a forked worker opens its own
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                self._pid = os.getpid()
+            return self._fd
+
+    @staticmethod
+    def offset(*, user_id: int, key: str) -> int:
+        return int.from_bytes(hashlib.sha256(f"{user_id}:{key}".encode()).digest()[:6], "big")
+
+    def try_lock(self, offset: int) -> bool:
+        try:
+            fcntl.lockf(self._descriptor(), fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset, os.SEEK_SET)
+        except (BlockingIOError, PermissionError):
+            return False
+        return True
+
+    def unlock(self, offset: int) -> None:
+        fcntl.lockf(self._descriptor(), fcntl.LOCK_UN, 1, offset, os.SEEK_SET)
+
+
+_KEY_LOCKS: dict[str, _KeyLocks] = {}
+
+
+def _key_locks(engine: Engine) -> _KeyLocks | None:
+    """The cross-process key locks of a SQLite database file; None elsewhere (PostgreSQL has its
+    advisory lock; an in-memory database has one process)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):
+        return None
+    path = os.path.realpath(database) + ".key-locks"
+    with _running_lock:
+        locks = _KEY_LOCKS.get(path)
+        if locks is None:
+            locks = _KEY_LOCKS[path] = _KeyLocks(path)
+        return locks
+
+
+@contextmanager
+def _across_processes(engine: Engine, *, user_id: int, key: str) -> Iterator[None]:
+    locks = _key_locks(engine)
+    if locks is None:
+        yield
+        return
+    offset = _KeyLocks.offset(user_id=user_id, key=key)
+    if not locks.try_lock(offset):
+        raise _in_progress()
+    try:
+        yield
+    finally:
+        locks.unlock(offset)
+
+
 @contextmanager
 def _in_flight(*, user_id: int, key: str) -> Iterator[None]:
     """Refuse a second request with this key while the first is running in this process.
@@ -188,7 +266,7 @@ def run_idempotent(
     which either answers or writes nothing and returns None.
     """
     try:
-        with _in_flight(user_id=user_id, key=key):
+        with _in_flight(user_id=user_id, key=key), _across_processes(engine, user_id=user_id, key=key):
             if fast is not None:
                 answered = fast()
                 if answered is not None:
