@@ -148,8 +148,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def commons_server(database_url: str, *, workers: int, pool_size: int, log: Path) -> Iterator[str]:
-    """`commons serve` as production runs it, in its own process group; yields the base URL."""
+def commons_server(
+    database_url: str, *, workers: int, pool_size: int, log: Path, server: str | None = None
+) -> Iterator[str]:
+    """`commons serve` as production runs it, in its own process group; yields the base URL.
+    `server` is passed as `--server` (default: `commons serve`'s own for the engine)."""
     port = free_port()
     env = {
         **os.environ,
@@ -170,6 +173,7 @@ def commons_server(database_url: str, *, workers: int, pool_size: int, log: Path
                 str(port),
                 "--workers",
                 str(workers),
+                *(["--server", server] if server else []),
             ],
             cwd=REPO,
             env=env,

@@ -19,6 +19,7 @@ co-op with --accounts accounts.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sqlite3
@@ -76,6 +77,7 @@ class Options:
     rounds: int
     pg_workers: int
     sqlite_workers: int
+    servers: list[str]
     pool_size: int
     batch_transfers: int
     batch_size: int
@@ -199,9 +201,22 @@ def bench_engine(engine_name: str, opts: Options, stack: ExitStack) -> EngineRes
     coop = _writes.seed_coop(engine, members=opts.members)
     workers = opts.pg_workers if engine_name == "postgres" else opts.sqlite_workers
     OUT.mkdir(parents=True, exist_ok=True)
-    base = stack.enter_context(
-        commons_server(url, workers=workers, pool_size=opts.pool_size, log=OUT / f"server-{engine_name}.log")
-    )
+    # Several servers (`--server uvicorn,granian`): each its own `commons serve` on the same
+    # database, timed as its own path in the same interleaved rounds; the first is "api".
+    servers = opts.servers or [default_server(url)]
+    bases = [
+        stack.enter_context(
+            commons_server(
+                url,
+                workers=workers,
+                pool_size=opts.pool_size,
+                log=OUT / f"server-{engine_name}-{name}.log",
+                server=name,
+            )
+        )
+        for name in servers
+    ]
+    base = bases[0]
     server_pgid = _server_pgid(base)
     peer: Peer | None = None
     if engine_name == "postgres" and opts.peer:
@@ -222,7 +237,7 @@ def bench_engine(engine_name: str, opts: Options, stack: ExitStack) -> EngineRes
     raw_workers = [raw_make(i) for i in range(opts.clients)]
     service_workers = [service_make(i) for i in range(opts.clients)]
 
-    def api(plans: Sequence[Sequence[_writes.Item]]) -> tuple[float, list[float]]:
+    def api(plans: Sequence[Sequence[_writes.Item]], base: str = base) -> tuple[float, list[float]]:
         requests = [
             [
                 _http.request_bytes(
@@ -248,6 +263,10 @@ def bench_engine(engine_name: str, opts: Options, stack: ExitStack) -> EngineRes
         "service": lambda plans: _writes.run_clients(plans, service_workers),
         "api": api,
     }
+    meters = {m: meter for m in modes}
+    for name, other in zip(servers[1:], bases[1:], strict=True):
+        modes[f"api {name}"] = lambda plans, b=other: api(plans, b)  # type: ignore[misc]
+        meters[f"api {name}"] = dataclasses.replace(meter, server_pgid=_server_pgid(other))
     if peer is not None:
         modes["peer"] = lambda plans: peer.run(
             [[(index[p], index[q], a) for p, q, a in plan] for plan in plans]
@@ -270,9 +289,9 @@ def bench_engine(engine_name: str, opts: Options, stack: ExitStack) -> EngineRes
         plans = _writes.workload(coop, clients=opts.clients, per_client=per_client, seed=r)
         order = names[r % len(names) :] + names[: r % len(names)]
         for m in order:
-            before = meter.snapshot()
+            before = meters[m].snapshot()
             seconds, latencies = modes[m](plans)
-            used = CpuMeter.used(before, meter.snapshot())
+            used = CpuMeter.used(before, meters[m].snapshot())
             for part, v in used.items():
                 cpu_total[m][part] = cpu_total[m].get(part, 0.0) + v
             result.writes[m].add(len(latencies), seconds, latencies)
@@ -280,13 +299,16 @@ def bench_engine(engine_name: str, opts: Options, stack: ExitStack) -> EngineRes
     for m, parts in cpu_total.items():
         n = result.writes[m].count
         result.cpu[m] = {part: 1000 * v / n for part, v in parts.items() if v}
-    client_ms = 1000 * api.client_cpu / max(1, result.writes["api"].count)  # type: ignore[attr-defined]
-    api_fig = result.writes["api"]
+    api_count = sum(f.count for m, f in result.writes.items() if m.startswith("api"))
+    client_ms = 1000 * api.client_cpu / max(1, api_count)  # type: ignore[attr-defined]
+    api_seconds = sum(f.seconds for m, f in result.writes.items() if m.startswith("api"))
     result.writes["api"].note = (
-        f"{workers} {default_server(url)} workers, {opts.clients} connections; "
+        f"{workers} {servers[0]} workers, {opts.clients} connections; "
         f"load client {client_ms:.3f} ms CPU/request "
-        f"= {100 * api.client_cpu / max(api_fig.seconds, 1e-9):.0f}% of one core"  # type: ignore[attr-defined]
+        f"= {100 * api.client_cpu / max(api_seconds, 1e-9):.0f}% of one core"  # type: ignore[attr-defined]
     )
+    for name in servers[1:]:
+        result.writes[f"api {name}"].note = f"{workers} {name} workers, {opts.clients} connections"
     if peer is not None:
         result.writes[
             "peer"
@@ -819,7 +841,13 @@ def parse(argv: Sequence[str] | None = None) -> Options:
         "--sqlite-workers",
         type=int,
         default=2,
-        help="granian workers on SQLite (recommended and `commons serve`'s default: 2)",
+        help="server workers on SQLite (recommended and `commons serve`'s default: 2)",
+    )
+    ap.add_argument(
+        "--server",
+        default=None,
+        help="`commons serve --server` for the api path (default: its own for the engine); "
+        "a comma-separated list (uvicorn,granian) times one server of each, interleaved",
     )
     ap.add_argument(
         "--pool-size",
@@ -866,6 +894,7 @@ def parse(argv: Sequence[str] | None = None) -> Options:
         rounds=a.rounds,
         pg_workers=a.pg_workers,
         sqlite_workers=a.sqlite_workers,
+        servers=[n for n in (a.server or "").split(",") if n],
         pool_size=a.pool_size or max(2, -(-a.clients // max(1, min(a.pg_workers, a.sqlite_workers)))),
         batch_transfers=a.batch_transfers,
         batch_size=a.batch_size,

@@ -23,8 +23,8 @@ def test_postgresql_serves_with_one_worker_per_core() -> None:
     assert default_workers("postgresql://u@h/db", cores=6) == 6
 
 
-def test_sqlite_is_served_by_granian_and_postgresql_by_uvicorn() -> None:
-    assert default_server("sqlite:///./commons.db") == "granian"
+def test_both_engines_are_served_by_uvicorn() -> None:
+    assert default_server("sqlite:///./commons.db") == "uvicorn"
     assert default_server("postgresql://u@h/db") == "uvicorn"
 
 
