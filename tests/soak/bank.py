@@ -54,6 +54,7 @@ class Config:
     seed: int | None = None
     workdir: Path | None = None
     keep: bool = False
+    workers: int = 1  # `commons serve --workers`; the SIGKILL hits the supervisor and all of them
 
 
 @dataclass(frozen=True)
@@ -118,10 +119,11 @@ def run(config: Config) -> Report:
                 database_url=url,
                 secret_key=secrets.token_urlsafe(48),
                 log_path=workdir / "server.log",
+                workers=config.workers,
             )
             _log(
                 f"{config.engine}: seed {seed}, server log {server.log_path}, "
-                f"{config.minutes:g} min, {config.clients} clients"
+                f"{config.minutes:g} min, {config.clients} clients, {config.workers} worker(s)"
             )
             try:
                 return _run(config, bank, server, seed)
@@ -252,7 +254,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--workdir", type=Path, default=None, help="keep the SQLite file and server log here")
     p.add_argument("--keep", action="store_true", help="do not drop the PostgreSQL database")
+    p.add_argument("--workers", type=int, default=1, help="commons serve --workers (default 1)")
     a = p.parse_args(argv)
+    if a.workers < 1:
+        p.error("need --workers ≥ 1")
     if a.clients < 1 or a.readers < 0 or a.minutes <= 0 or not 0 < a.kill_every[0] <= a.kill_every[1]:
         p.error("need --clients ≥ 1, --readers ≥ 0, --minutes > 0 and 0 < MIN ≤ MAX")
     return Config(
@@ -265,6 +270,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         seed=a.seed,
         workdir=a.workdir,
         keep=a.keep,
+        workers=a.workers,
     )
 
 

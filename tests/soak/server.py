@@ -1,4 +1,4 @@
-"""The real server (`commons serve`, one worker) as a child process, killed with SIGKILL."""
+"""The real server (`commons serve`, one worker unless told) as a child process, killed with SIGKILL."""
 
 from __future__ import annotations
 
@@ -39,8 +39,15 @@ class Server:
     """`commons serve --host 127.0.0.1 --port P` on one database; start, kill -9, restart."""
 
     def __init__(
-        self, *, database_url: str, secret_key: str, log_path: Path, port: int | None = None
+        self,
+        *,
+        database_url: str,
+        secret_key: str,
+        log_path: Path,
+        port: int | None = None,
+        workers: int = 1,
     ) -> None:
+        self.workers = workers
         self.port = port or free_port()
         self.base_url = f"http://{HOST}:{self.port}"
         self.log_path = log_path
@@ -72,7 +79,7 @@ class Server:
                 "--port",
                 str(self.port),
                 "--workers",
-                "1",
+                str(self.workers),
             ],
             env=self.env,
             stdin=subprocess.DEVNULL,
