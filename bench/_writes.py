@@ -7,15 +7,17 @@ transfers between the same accounts; only the code between the client and the da
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any
 
 import psycopg
 import sqlalchemy as sa
@@ -375,13 +377,55 @@ def _transfer_json(tid: int, item: Item, ledger_id: int, when: datetime) -> str:
     )
 
 
+def _raw_batch_rows(
+    items: Sequence[Item],
+    tids: Iterator[int],
+    state: dict[int, list[Any]],
+    *,
+    coop: BenchCoop,
+    prefix: str,
+    stamp: Any,
+    today: Any,
+    now: datetime,
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The raw batches' work in memory, the same on both engines: check the limits the way the
+    service would (a refused item is skipped), move the balances in `state` (balance, debits,
+    credits, version, min, max per account) and build the transfer, posting and idempotency-key
+    rows. `stamp` and `today` are `now` and its date as the engine's driver stores them; each
+    kept item takes the next id."""
+    user_id = coop.treasurer.user_id
+    transfers: list[tuple[Any, ...]] = []
+    postings: list[tuple[Any, ...]] = []
+    keys: list[tuple[Any, ...]] = []
+    for n, item in enumerate(items):
+        payer, payee, amount = item
+        a, b = state[payer], state[payee]
+        if (a[4] is not None and a[0] - amount < a[4]) or (b[5] is not None and b[0] + amount > b[5]):
+            continue  # refused, like the service would
+        tid = next(tids)
+        a[0] -= amount
+        a[1] += amount
+        a[3] += 1
+        b[0] += amount
+        b[2] += amount
+        b[3] += 1
+        transfers.append(
+            (tid, coop.ledger_id, str(uuid.uuid4()), payer, payee, amount, today, user_id, "posted", stamp)
+        )
+        postings.append((payer, a[3], tid, -amount, a[0], stamp))
+        postings.append((payee, b[3], tid, amount, b[0], stamp))
+        keys.append(
+            (user_id, f"{prefix}:{n}", "0" * 64, 201, _transfer_json(tid, item, coop.ledger_id, now), stamp)
+        )
+    return transfers, postings, keys
+
+
 def raw_batch_pg(conn: psycopg.Connection, items: Sequence[Item], *, coop: BenchCoop, prefix: str) -> None:
     """One transaction: lock the accounts in id order, check limits in memory, then COPY the
     transfers (ids reserved from their sequence), postings and idempotency keys, and update every
     touched account with one statement from arrays."""
     now = datetime.now(UTC)
     today = now.date()
-    user_id = coop.treasurer.user_id
     with conn.transaction(), conn.cursor() as cur:
         ids = sorted({a for p, q, _ in items for a in (p, q)})
         state = {
@@ -399,44 +443,9 @@ def raw_batch_pg(conn: psycopg.Connection, items: Sequence[Item], *, coop: Bench
                 "SELECT nextval('transfers_id_seq') FROM generate_series(1, %s)", [len(items)]
             )
         ]
-        transfers, postings, keys = [], [], []
-        for n, (item, tid) in enumerate(zip(items, tids, strict=True)):
-            payer, payee, amount = item
-            a, b = state[payer], state[payee]
-            if (a[4] is not None and a[0] - amount < a[4]) or (b[5] is not None and b[0] + amount > b[5]):
-                continue  # refused, like the service would
-            a[0] -= amount
-            a[1] += amount
-            a[3] += 1
-            b[0] += amount
-            b[2] += amount
-            b[3] += 1
-            transfers.append(
-                (
-                    tid,
-                    coop.ledger_id,
-                    str(uuid.uuid4()),
-                    payer,
-                    payee,
-                    amount,
-                    today,
-                    user_id,
-                    "posted",
-                    now,
-                )
-            )
-            postings.append((payer, a[3], tid, -amount, a[0], now))
-            postings.append((payee, b[3], tid, amount, b[0], now))
-            keys.append(
-                (
-                    user_id,
-                    f"{prefix}:{n}",
-                    "0" * 64,
-                    201,
-                    _transfer_json(tid, item, coop.ledger_id, now),
-                    now,
-                )
-            )
+        transfers, postings, keys = _raw_batch_rows(
+            items, iter(tids), state, coop=coop, prefix=prefix, stamp=now, today=today, now=now
+        )
         with cur.copy(
             "COPY transfers (id, ledger_id, transaction_id, payer_id, payee_id, amount, "
             "occurred_on, initiator_id, status, created_at) FROM STDIN"
@@ -479,7 +488,6 @@ def raw_batch_sqlite(
     now = datetime.now(UTC)
     when = sqlite_when(now)
     today = now.date().isoformat()
-    user_id = coop.treasurer.user_id
     conn.execute("BEGIN IMMEDIATE")
     try:
         ids = sorted({a for p, q, _ in items for a in (p, q)})
@@ -493,46 +501,9 @@ def raw_batch_sqlite(
             )
         }
         next_id = int(conn.execute("SELECT coalesce(max(id), 0) FROM transfers").fetchone()[0]) + 1
-        transfers, postings, keys = [], [], []
-        for n, item in enumerate(items):
-            payer, payee, amount = item
-            a, b = state[payer], state[payee]
-            if (a[4] is not None and a[0] - amount < a[4]) or (b[5] is not None and b[0] + amount > b[5]):
-                continue
-            tid = next_id
-            next_id += 1
-            a[0] -= amount
-            a[1] += amount
-            a[3] += 1
-            b[0] += amount
-            b[2] += amount
-            b[3] += 1
-            transfers.append(
-                (
-                    tid,
-                    coop.ledger_id,
-                    str(uuid.uuid4()),
-                    payer,
-                    payee,
-                    amount,
-                    today,
-                    user_id,
-                    "posted",
-                    when,
-                )
-            )
-            postings.append((payer, a[3], tid, -amount, a[0], when))
-            postings.append((payee, b[3], tid, amount, b[0], when))
-            keys.append(
-                (
-                    user_id,
-                    f"{prefix}:{n}",
-                    "0" * 64,
-                    201,
-                    _transfer_json(tid, item, coop.ledger_id, now),
-                    when,
-                )
-            )
+        transfers, postings, keys = _raw_batch_rows(
+            items, itertools.count(next_id), state, coop=coop, prefix=prefix, stamp=when, today=today, now=now
+        )
         conn.executemany(
             "INSERT INTO transfers (id, ledger_id, transaction_id, payer_id, payee_id, amount, "
             "occurred_on, initiator_id, status, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
