@@ -98,11 +98,12 @@ _LOCKS_BY_FILE: dict[str, SqliteWriterLock] = {}
 _LOCKS_GUARD = threading.Lock()
 
 
-def writer_lock_path(database: str | None) -> str | None:
-    """The lock file beside a SQLite database file; None for an in-memory database."""
+def writer_lock_path(database: str | None, suffix: str = ".writer-lock") -> str | None:
+    """A lock file beside a SQLite database file (the writers' queue here; the keys in flight in
+    ledger.idempotency with another suffix); None for an in-memory database."""
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
-    return os.path.realpath(database) + ".writer-lock"
+    return os.path.realpath(database) + suffix
 
 
 def _writer_lock(database: str | None) -> SqliteWriterLock:

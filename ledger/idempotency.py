@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from ledger import tables as t
-from ledger.db import is_sqlite, write_transaction
+from ledger.db import is_sqlite, write_transaction, writer_lock_path
 from ledger.errors import DomainError
 
 MAX_KEY_LENGTH = 255
@@ -198,12 +198,9 @@ _KEY_LOCKS: dict[str, _KeyLocks] = {}
 def _key_locks(engine: Engine) -> _KeyLocks | None:
     """The cross-process key locks of a SQLite database file; None elsewhere (PostgreSQL has its
     advisory lock; an in-memory database has one process)."""
-    database = engine.url.database
-    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+    path = writer_lock_path(engine.url.database, ".key-locks") if is_sqlite(engine) else None
+    if path is None:
         return None
-    if database.startswith("file:"):
-        return None
-    path = os.path.realpath(database) + ".key-locks"
     with _running_lock:
         locks = _KEY_LOCKS.get(path)
         if locks is None:
