@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -193,19 +194,22 @@ class _KeyLocks:
 
 
 _KEY_LOCKS: dict[str, _KeyLocks] = {}
+_KEY_LOCKS_BY_ENGINE: weakref.WeakKeyDictionary[Engine, _KeyLocks | None] = weakref.WeakKeyDictionary()
 
 
 def _key_locks(engine: Engine) -> _KeyLocks | None:
     """The cross-process key locks of a SQLite database file; None elsewhere (PostgreSQL has its
-    advisory lock; an in-memory database has one process)."""
+    advisory lock; an in-memory database has one process). Found once per engine: resolving the
+    path (realpath) is file-system work that has no place on every request."""
+    try:
+        return _KEY_LOCKS_BY_ENGINE[engine]
+    except KeyError:
+        pass
     path = writer_lock_path(engine.url.database, ".key-locks") if is_sqlite(engine) else None
-    if path is None:
-        return None
     with _running_lock:
-        locks = _KEY_LOCKS.get(path)
-        if locks is None:
-            locks = _KEY_LOCKS[path] = _KeyLocks(path)
-        return locks
+        locks = None if path is None else _KEY_LOCKS.setdefault(path, _KeyLocks(path))
+        _KEY_LOCKS_BY_ENGINE[engine] = locks
+    return locks
 
 
 @contextmanager
