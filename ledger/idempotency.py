@@ -246,6 +246,24 @@ def _in_flight(*, user_id: int, key: str) -> Iterator[None]:
             _running.discard((user_id, key))
 
 
+@contextmanager
+def key_guard(engine: Engine, *, user_id: int, key: str) -> Iterator[None]:
+    """Hold (user, key) for one request: refused with 409 `idempotency_request_in_progress`
+    while another request with this key runs, in this process or (SQLite) another worker; a
+    unique-key violation from a writer that raced past it answers the same."""
+    try:
+        with _in_flight(user_id=user_id, key=key), _across_processes(engine, user_id=user_id, key=key):
+            yield
+    except IntegrityError as exc:
+        # The unique key backs the advisory lock: two writers of one key cannot both commit.
+        if "idempotency_keys" in str(exc.orig) or "idempotency" in str(exc):
+            raise DomainError(
+                "idempotency_request_in_progress",
+                "a request with this Idempotency-Key was being processed; retry to get its result",
+            ) from exc
+        raise
+
+
 def run_idempotent(
     engine: Engine,
     *,
@@ -262,36 +280,27 @@ def run_idempotent(
     `before` runs first in that transaction, before a stored response can be replayed (the API
     loads and checks the caller there, instead of in a read transaction of its own).
 
-    `fast` is tried first, under the same in-process guard: the whole request on the driver
+    `fast` is tried first, under the same guard: the whole request on the driver
     (ledger.pg_transfer on PostgreSQL, ledger.sqlite_transfer on SQLite, see ledger.payment),
     which either answers or writes nothing and returns None.
     """
-    try:
-        with _in_flight(user_id=user_id, key=key), _across_processes(engine, user_id=user_id, key=key):
-            if fast is not None:
-                answered = fast()
-                if answered is not None:
-                    return answered
-            return _run(
-                engine,
-                user_id=user_id,
-                key=key,
-                request_hash=request_hash,
-                now=now,
-                command=command,
-                before=before,
-            )
-    except IntegrityError as exc:
-        # The unique key backs the advisory lock: two writers of one key cannot both commit.
-        if "idempotency_keys" in str(exc.orig) or "idempotency" in str(exc):
-            raise DomainError(
-                "idempotency_request_in_progress",
-                "a request with this Idempotency-Key was being processed; retry to get its result",
-            ) from exc
-        raise
+    with key_guard(engine, user_id=user_id, key=key):
+        if fast is not None:
+            answered = fast()
+            if answered is not None:
+                return answered
+        return run_guarded(
+            engine,
+            user_id=user_id,
+            key=key,
+            request_hash=request_hash,
+            now=now,
+            command=command,
+            before=before,
+        )
 
 
-def _run(
+def run_guarded(
     engine: Engine,
     *,
     user_id: int,
@@ -299,8 +308,9 @@ def _run(
     request_hash: str,
     now: datetime,
     command: Callable[[Connection], tuple[int, Any]],
-    before: Callable[[Connection], None] | None,
+    before: Callable[[Connection], None] | None = None,
 ) -> StoredResponse:
+    """`run_idempotent` without its fast path, for a caller already holding `key_guard`."""
     with write_transaction(engine) as conn:
         row = _lock_and_lookup(conn, user_id=user_id, key=key)
         if before is not None:

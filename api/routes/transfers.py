@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
+from litestar.concurrency import sync_to_thread
 from litestar.di import Provide
 from litestar.params import Parameter
 from sqlalchemy.engine import Connection
@@ -61,6 +63,10 @@ def _idempotent(
         before=before,
         fast=None if fast is None else fast(key, request_hash),
     )
+    return _response(stored)
+
+
+def _response(stored: idempotency.StoredResponse) -> Response[Any]:
     headers = {"Idempotent-Replayed": "true"} if stored.replayed else {}
     return Response(content=stored.body, status_code=stored.status, headers=headers)
 
@@ -132,15 +138,15 @@ class TransferController(Controller):
     path = "/transfers"
     tags = ["transfers"]
 
-    # The hot write path: the caller is loaded inside the write transaction (`claims`, not `actor`),
-    # so a transfer costs one pooled connection and one transaction, not two.
-    @post(
-        "/",
-        sync_to_thread=True,
-        status_code=201,
-        dependencies={"claims": Provide(provide_claims, sync_to_thread=False)},
-    )
-    def create(
+    # The hot write path. The caller is loaded inside the write transaction (`claims`, not
+    # `actor`), so a transfer costs one pooled connection and one transaction, not two. The
+    # handler runs on the event loop: only the database work leaves it (SQLite: queued for the
+    # group's writer, ledger.sqlite_transfer.pay_async; PostgreSQL and the Python path: Litestar's
+    # worker threads, whose small pool matters: anyio's 40 threads cost PostgreSQL a quarter of
+    # its throughput), instead of the whole request hopping to a thread (docs/benchmarks.md,
+    # item 16).
+    @post("/", status_code=201, dependencies={"claims": Provide(provide_claims, sync_to_thread=False)})
+    async def create(
         self,
         request: Request[Any, Any, Any],
         data: s.TransferCreate,
@@ -174,20 +180,33 @@ class TransferController(Controller):
             known = {ledger: (code, places) for ledger, code, places in units.values()}
             return 201, _render(conn, record, known)
 
-        def fast(key: str, request_hash: str) -> Callable[[], idempotency.StoredResponse | None] | None:
+        key = idempotency.validate_key(idempotency_key)
+        request_hash = idempotency.fingerprint(request.method, request.url.path, data.model_dump(mode="json"))
+        engine = runtime.engine
+        guarded = functools.partial(
+            idempotency.run_guarded,
+            engine,
+            user_id=claims.user_id,
+            key=key,
+            request_hash=request_hash,
+            now=now,
+            command=command,
+            before=authenticate,
+        )
+
+        with idempotency.key_guard(engine, user_id=claims.user_id, key=key):
             prepared = _fast_payment(
                 claims, data, payer=payer, payee=payee, key=key, request_hash=request_hash, now=now
             )
-            if prepared is None:
-                return None
-            engine = runtime.engine
-            path = sqlite_transfer if is_sqlite(engine) else pg_transfer
-            return lambda: path.pay(engine, prepared)
-
-        body = data.model_dump(mode="json")
-        return _idempotent(
-            request, runtime, claims.user_id, idempotency_key, body, command, before=authenticate, fast=fast
-        )
+            stored = None
+            if prepared is not None:
+                if is_sqlite(engine):
+                    stored = await sqlite_transfer.pay_async(engine, prepared)
+                else:
+                    stored = await sync_to_thread(pg_transfer.pay, engine, prepared)
+            if stored is None:
+                stored = await sync_to_thread(guarded)
+        return _response(stored)
 
     @get("/{transfer_id:str}", sync_to_thread=True)
     def read(self, transfer_id: str, actor: Actor, runtime: Runtime) -> s.TransferOut:

@@ -26,14 +26,20 @@ CLEO = "cleo@riverside.example.org"
 def outcomes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every answer of the SQLite fast path during the test, in order."""
     seen: list[str] = []
-    real = sqlite_transfer.attempt
+    real, real_async = sqlite_transfer.attempt, sqlite_transfer.attempt_async
 
     def spy(engine: Any, prepared: payment.Payment) -> payment.Attempt:
         result = real(engine, prepared)
         seen.append(result.outcome)
         return result
 
+    async def spy_async(engine: Any, prepared: payment.Payment) -> payment.Attempt:
+        result = await real_async(engine, prepared)
+        seen.append(result.outcome)
+        return result
+
     monkeypatch.setattr(sqlite_transfer, "attempt", spy)
+    monkeypatch.setattr(sqlite_transfer, "attempt_async", spy_async)
     return seen
 
 
@@ -183,7 +189,11 @@ def test_a_key_stored_by_the_python_path_is_replayed_by_the_fast_path(
 ) -> None:
     key = new_key()
     with monkeypatch.context() as m:
-        m.setattr(sqlite_transfer, "attempt", lambda *_: payment.Attempt("fallback:test", None))
+
+        async def fallback(*_: object) -> payment.Attempt:
+            return payment.Attempt("fallback:test", None)
+
+        m.setattr(sqlite_transfer, "attempt_async", fallback)
         first = api.pay(ANA, coop.accounts[ANA], coop.accounts[BEN], "1.00", key=key)
     assert first.status_code == 201 and outcomes == []
     stored = stored_body(db, key)

@@ -5,6 +5,7 @@ as it was, and that its limits hold with writers in several threads and two proc
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import random
 import threading
@@ -13,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -242,3 +244,152 @@ def test_a_writer_in_the_transaction_is_waited_for(coop: Coop) -> None:
     racer.join(timeout=20)
     assert done == [payment.Attempt("fallback:limit", None)]  # judged on the committed ceiling
     assert coop.balances() == {"tess": 0, "ana": 0, "ben": 0}
+
+
+def test_group_commit_keeps_each_payment_its_own(coop: Coop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Payments queued while the writers' lock is held are written by one holder in one
+    transaction (group commit), each in its own savepoint: one that fails after all its writes
+    leaves nothing behind and its caller gets the error, one that falls back writes nothing,
+    and the others commit. Without the savepoints the failed payment's writes would be
+    committed (or, rolled back whole, take the others with it)."""
+    coop.limits("ben", -1000, 250)
+    doomed = pay(coop, "ana", "ana", "ben", 7)
+    real_pay = sqlite_transfer._pay
+
+    def failing_after_its_writes(driver: object, p: payment.Payment, when: object) -> object:
+        written = real_pay(driver, p, when)  # type: ignore[arg-type]
+        if p is doomed:
+            raise RuntimeError("failed after its writes")
+        return written
+
+    batches: list[int] = []
+    real_transaction = sqlite_transfer._transaction
+
+    def counting(driver: object, batch: list[object]) -> object:
+        batches.append(len(batch))
+        return real_transaction(driver, batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite_transfer, "_pay", failing_after_its_writes)
+    monkeypatch.setattr(sqlite_transfer, "_transaction", counting)
+    payments = [
+        pay(coop, "ana", "ana", "ben", 100),
+        doomed,
+        pay(coop, "ana", "ana", "ben", 200),  # over ben's ceiling once the first is in: falls back
+        pay(coop, "ben", "ben", "tess", 50),
+    ]
+    results: dict[int, payment.Attempt | BaseException] = {}
+
+    def run(n: int) -> None:
+        try:
+            results[n] = sqlite_transfer.attempt(coop.engine, payments[n])
+        except RuntimeError as exc:
+            results[n] = exc
+
+    group = sqlite_transfer._group(coop.engine)
+    with write_transaction(coop.engine):
+        threads = [threading.Thread(target=run, args=(n,)) for n in range(len(payments))]
+        for th in threads:
+            th.start()
+        for _ in range(200):
+            if len(group.waiting) == len(payments):
+                break
+            threading.Event().wait(0.01)
+        assert len(group.waiting) == len(payments)
+    for th in threads:
+        th.join(timeout=20)
+    assert batches == [4]
+    assert [getattr(r, "outcome", None) for r in (results[0], results[2], results[3])] == [
+        "posted",
+        "fallback:limit",
+        "posted",
+    ]
+    assert isinstance(results[1], RuntimeError)
+    assert coop.balances() == {"tess": 50, "ana": -100, "ben": 50}
+    accounts, transfers, postings, keys = ledger_rows(coop.engine)
+    assert len(transfers) == keys == 2 and len(postings) == 4
+    assert sorted(t.amount for t in transfers) == [50, 100]
+    for a in accounts.values():
+        assert a.balance == a.credits - a.debits
+
+
+def _held_writers(engine: Engine) -> Any:
+    """The writers' lock of this process held by another thread until the returned event is set."""
+    release, held = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with write_transaction(engine):
+            held.set()
+            release.wait(20)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    return release, holder
+
+
+def test_payments_from_an_event_loop_share_one_commit_and_each_gets_its_answer(coop: Coop) -> None:
+    """attempt_async: the loop goes on while payments wait (they are queued for the group's
+    writer thread); those queued while the lock is held are written in one transaction."""
+    coop.limits("ben", -1000, 1000)
+    payments = [pay(coop, "ana", "ana", "ben", 10 * (n + 1)) for n in range(12)]
+    payments.append(pay(coop, "ana", "ana", "ben", 5000))  # over ben's ceiling: falls back
+    release, holder = _held_writers(coop.engine)
+    group = sqlite_transfer._group(coop.engine)
+
+    async def main() -> list[payment.Attempt]:
+        tasks = [asyncio.ensure_future(sqlite_transfer.attempt_async(coop.engine, p)) for p in payments]
+        for _ in range(500):  # the loop is free while they wait
+            await asyncio.sleep(0.005)
+            if len(group.waiting) == len(payments):
+                break
+        assert len(group.waiting) == len(payments) and not any(t.done() for t in tasks)
+        release.set()
+        return list(await asyncio.gather(*tasks))
+
+    results = asyncio.run(main())
+    holder.join()
+    assert [r.outcome for r in results] == ["posted"] * 12 + ["fallback:limit"]
+    assert all(r.stored is not None and r.stored.body["amount"] for r in results[:12])
+    assert coop.balances()["ben"] == sum(10 * (n + 1) for n in range(12))
+    _, transfers, postings, keys = ledger_rows(coop.engine)
+    assert len(transfers) == keys == 12 and len(postings) == 24
+
+
+def test_a_cancelled_async_caller_waits_for_its_payment_before_it_is_cancelled(coop: Coop) -> None:
+    """Its key's guard (ledger.idempotency.key_guard) must hold until the payment's outcome is
+    known, or a retry could overtake it: cancellation is let through only after the write."""
+    release, holder = _held_writers(coop.engine)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(
+            sqlite_transfer.attempt_async(coop.engine, pay(coop, "ana", "ana", "ben", 30))
+        )
+        await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.sleep(0.2)
+        assert not task.done()  # still waiting for the write
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    holder.join()
+    assert coop.balances()["ben"] == 30  # written, as the caller's retry will be told
+
+
+def test_the_writer_thread_stops_when_the_engine_is_disposed_and_comes_back(coop: Coop) -> None:
+    async def one(amount: int) -> str:
+        return (
+            await sqlite_transfer.attempt_async(coop.engine, pay(coop, "ana", "ana", "ben", amount))
+        ).outcome
+
+    assert asyncio.run(one(1)) == "posted"
+    group = sqlite_transfer._group(coop.engine)
+    first = group._thread
+    assert first is not None and first.is_alive()
+    coop.engine.dispose()
+    first.join(timeout=10)
+    assert not first.is_alive()
+    assert asyncio.run(one(2)) == "posted"
+    assert group._thread is not first and group._thread is not None and group._thread.is_alive()
+    assert coop.balances()["ben"] == 3
