@@ -271,6 +271,7 @@ def bench_engine(engine_name: str, opts: Options, stack: ExitStack) -> EngineRes
         modes["peer"] = lambda plans: peer.run(
             [[(index[p], index[q], a) for p, q, a in plan] for plan in plans]
         )
+        meters["peer"] = meter
     result.writes = {m: Figure(m) for m in modes}
     cpu_total: dict[str, dict[str, float]] = {m: {} for m in modes}
 
