@@ -62,3 +62,29 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+FACTORY = """
+import gc
+from api.asgi import app_factory
+before = gc.get_freeze_count()
+app_factory()
+print(before, gc.get_freeze_count(), flush=True)
+"""
+
+
+def test_a_worker_freezes_its_startup_objects_out_of_garbage_collection(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    """A full collection must not walk the modules and the app in every worker (item 17 of
+    docs/benchmarks.md: ~70 ms pauses in batch requests)."""
+    db = tmp_path / "commons.db"
+    db.write_bytes(sqlite_template.read_bytes())
+    env = {**os.environ, "COMMONS_DATABASE_URL": f"sqlite:///{db}", "COMMONS_SECRET_KEY": "s" * 48}
+    env.pop("COMMONS_SUPERVISOR_PID", None)
+    out = subprocess.run(
+        [sys.executable, "-c", FACTORY], env=env, capture_output=True, text=True, timeout=60, check=True
+    )
+    before, after = map(int, out.stdout.split())
+    assert before == 0
+    assert after > 50_000  # the app, its routes and models, SQLAlchemy's and pydantic's metadata
