@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import sqlalchemy as sa
@@ -204,6 +205,9 @@ def test_a_batch_transfer_reads_back_as_the_batch_answered_it(api: Api, coop: Co
     answered = [i["transfer"] for i in r.json()["items"]]
     for body in answered:
         assert api.get(f"/transfers/{body['id']}", TESS).json() == body
+    transaction_ids = [uuid.UUID(body["transaction_id"]) for body in answered]
+    assert len(set(transaction_ids)) == 2
+    assert all(u.version == 4 and u.variant == uuid.RFC_4122 for u in transaction_ids)
     lines = api.get(f"/accounts/{a}/postings", ANA).json()["items"]
     assert {line["transfer"]: line["occurred_on"] for line in lines} == {
         answered[0]["id"]: "2026-01-31",
