@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from types import SimpleNamespace
 from typing import Any
 
 import msgspec
@@ -36,7 +35,7 @@ from ledger.core import (
 )
 from ledger.db import is_sqlite
 from ledger.errors import DomainError, Problem
-from ledger.service import TransferInput, TransferRecord, _record, ledger_policy
+from ledger.service import TransferInput, TransferRecord, ledger_policy
 
 CHUNK = 500
 _encode = msgspec.json.Encoder().encode
@@ -265,7 +264,7 @@ _UPDATE_ACCOUNT = (
 )
 
 
-def _insert_transfers(conn: Connection, rows: list[dict[str, Any]]) -> list[Any]:
+def _insert_transfers(conn: Connection, rows: list[dict[str, Any]]) -> list[TransferRecord]:
     """Insert the transfer rows; return them as inserted, in order.
 
     The ids are chosen first and the rows written with them, so nothing needs to be read back.
@@ -282,7 +281,7 @@ def _insert_transfers(conn: Connection, rows: list[dict[str, Any]]) -> list[Any]
         ids = sorted(conn.execute(_NEXT_TRANSFER_IDS, {"n": len(rows)}).scalars())
     full = [{**_NO_VALUE, **row, "id": i} for row, i in zip(rows, ids, strict=True)]
     _insert_rows(conn, t.transfers, full)
-    return [SimpleNamespace(**row) for row in full]
+    return [TransferRecord(**row) for row in full]  # the transfers table's columns, by name
 
 
 def _insert_rows(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
@@ -353,13 +352,13 @@ def _write(
     inserted = _insert_transfers(conn, transfer_rows)
     postings: list[dict[str, Any]] = []
     idem: list[dict[str, Any]] = []
-    for (index, row, movement), db_row in zip(pending, inserted, strict=True):
+    for (index, row, movement), record in zip(pending, inserted, strict=True):
         payer_version, payer_balance, payee_version, payee_balance = row["_versions"]
         postings.append(
             {
                 "account_id": movement.payer,
                 "version": payer_version,
-                "transfer_id": db_row.id,
+                "transfer_id": record.id,
                 "amount": -movement.amount,
                 "balance_after": payer_balance,
                 "posted_at": now,
@@ -369,13 +368,13 @@ def _write(
             {
                 "account_id": movement.payee,
                 "version": payee_version,
-                "transfer_id": db_row.id,
+                "transfer_id": record.id,
                 "amount": movement.amount,
                 "balance_after": payee_balance,
                 "posted_at": now,
             }
         )
-        body = render(_record(db_row))
+        body = render(record)
         results[index] = BatchResult(entries[index].key, "posted", body=body)
         idem.append(
             {
