@@ -28,6 +28,7 @@ from accounts import tokens
 from accounts.actor import Actor, Role
 from ledger import idempotency, pg_transfer, sqlite_transfer
 from ledger import tables as t
+from ledger.amounts import format_amount
 from ledger.db import is_sqlite, write_transaction
 from ledger.service import TransferInput, create_transfer
 
@@ -304,7 +305,7 @@ def service_worker(engine: Engine, coop: BenchCoop) -> Callable[[int], Callable[
 
         def work(item: Item) -> None:
             payer, payee, amount = item
-            body = {"payer": str(payer), "payee": str(payee), "amount": f"{amount / 100:.2f}"}
+            body = {"payer": str(payer), "payee": str(payee), "amount": format_amount(amount, scale=2)}
             now = datetime.now(UTC)
             key = uuid.uuid4().hex
             request_hash = idempotency.fingerprint("POST", "/api/v1/transfers", body)
@@ -367,7 +368,7 @@ def _transfer_json(tid: int, item: Item, ledger_id: int, when: datetime) -> str:
             "id": str(tid),
             "payer": str(payer),
             "payee": str(payee),
-            "amount": f"{amount / 100:.2f}",
+            "amount": format_amount(amount, scale=2),
             "unit": "HOUR",
             "status": "posted",
             "created_at": when.isoformat(),
@@ -536,7 +537,7 @@ def batch_body(items: Sequence[Item], *, prefix: str) -> dict[str, object]:
                 "id": f"{prefix}:{n}",
                 "payer": str(p),
                 "payee": str(q),
-                "amount": f"{a / 100:.2f}",
+                "amount": format_amount(a, scale=2),
                 "occurred_on": date.today().isoformat(),
             }
             for n, (p, q, a) in enumerate(items)

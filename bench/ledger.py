@@ -53,6 +53,7 @@ from bench._common import (
     table,
 )
 from bench._cpu import CpuMeter
+from ledger.amounts import format_amount
 
 HORDAK_VENV = REPO / "bench" / ".venv-hordak"
 OUT = REPO / "bench" / "out"
@@ -245,7 +246,7 @@ def bench_engine(engine_name: str, opts: Options, stack: ExitStack) -> EngineRes
                     "POST",
                     "/api/v1/transfers",
                     token=tokens[i],
-                    body={"payer": str(p), "payee": str(q), "amount": f"{a / 100:.2f}"},
+                    body={"payer": str(p), "payee": str(q), "amount": format_amount(a, scale=2)},
                     headers={"Idempotency-Key": uuid.uuid4().hex},
                 )
                 for p, q, a in plan
@@ -429,10 +430,9 @@ def _csv_importer(
         transfers = folder / f"transfers-{tag}.csv"
         with transfers.open("w") as f:
             f.write("date,from_email,to_email,hours,reason\n")
+            today = datetime.now(UTC).date().isoformat()
             for n, (p, q, a) in enumerate(x for c in chunks for x in c):
-                f.write(
-                    f"{datetime.now(UTC).date().isoformat()},{email[p]},{email[q]},{a / 100:.2f},{tag} {n}\n"
-                )
+                f.write(f"{today},{email[p]},{email[q]},{format_amount(a, scale=2)},{tag} {n}\n")
         t0 = time.perf_counter()
         report = csv_import.import_csv(
             engine,
