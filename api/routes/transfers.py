@@ -19,7 +19,7 @@ from accounts.actor import Actor
 from accounts.tokens import AccessClaims
 from api import present
 from api import schemas as s
-from api.batch import TransferRenderer, item_body
+from api.batch import TransferRenderer, item_request_hash
 from api.runtime import Runtime, provide_claims
 from ledger import idempotency, payment, pg_transfer, queries, service, sqlite_transfer
 from ledger.batch import BatchEntry, post_batch
@@ -332,7 +332,7 @@ def post_transfer_batch(slug: str, data: s.BatchIn, actor: Actor, runtime: Runti
 
 
 def _batch_entry(item: s.BatchItem, *, scale: int) -> BatchEntry:
-    request_hash = idempotency.fingerprint("POST", "batch", item_body(item))
+    request_hash = item_request_hash(item)
     try:
         payer = present.id_in(item.payer)
         payee = present.id_in(item.payee)
