@@ -48,6 +48,7 @@ from ledger.batch import BatchEntry, idempotency_key, post_batch
 from ledger.core import MAX_MEMO_LENGTH
 from ledger.db import read_transaction, write_transaction
 from ledger.errors import DomainError
+from ledger.models import BATCH_KEYS
 from ledger.service import TransferInput, TransferRecord
 
 CHUNK = 500
@@ -305,16 +306,21 @@ class _Stored:
 
 def _already_imported(conn: Connection, ledger_id: int, rows: Sequence[TransferRow]) -> dict[str, _Stored]:
     """What this ledger already stored (under any user) for these rows' keys."""
-    ik = t.idempotency_keys
     keys = [idempotency_key(ledger_id, r.key) for r in rows]
     found: dict[str, _Stored] = {}
     for start in range(0, len(keys), CHUNK):
-        query = sa.select(ik.c.key, ik.c.request_hash, ik.c.response_status, ik.c.response_body).where(
-            ik.c.key.in_(keys[start : start + CHUNK])
-        )
-        for r in conn.execute(query):
+        for r in conn.execute(stored_keys_query(keys[start : start + CHUNK])):
             found[r.key] = _Stored(r.request_hash, r.response_status, json.loads(r.response_body))
     return found
+
+
+def stored_keys_query(keys: Sequence[str]) -> sa.Select[Any]:
+    """The stored responses of these batch keys, whoever stored them, through the partial index
+    `ix_idempotency_keys_batch` (its condition repeated word for word, so both engines use it)."""
+    ik = t.idempotency_keys
+    return sa.select(ik.c.key, ik.c.request_hash, ik.c.response_status, ik.c.response_body).where(
+        ik.c.key.in_(keys), sa.text(BATCH_KEYS)
+    )
 
 
 def _render(record: TransferRecord) -> dict[str, Any]:

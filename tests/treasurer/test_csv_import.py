@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from api.cli import app
 from ledger import tables as t
-from ledger.csv_import import ImportReport, import_csv
+from ledger.csv_import import ImportReport, import_csv, stored_keys_query
 from ledger.db import read_transaction, write_transaction
 from ledger.reconcile import snapshot, verify
 from tests.treasurer.conftest import Book, make_book
@@ -268,3 +268,17 @@ def test_a_treasurer_of_another_coop_cannot_import(engine: Engine, tmp_path: Pat
     assert caught.value.code == "forbidden"
     with write_transaction(engine) as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(t.transfers)).scalar_one() == 0
+
+
+def test_stored_keys_are_looked_up_through_the_batch_key_index(engine: Engine) -> None:
+    """By key alone the primary key (user_id, key) is no help: every chunk of an import scanned
+    the whole table, slower with every key stored (migration 0006_batch_key_index)."""
+    query = stored_keys_query(["batch:1:a", "batch:1:b"])
+    sql = str(query.compile(engine, compile_kwargs={"literal_binds": True}))
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET enable_seqscan = off")  # an empty table is cheapest to scan
+            plan = conn.exec_driver_sql(f"EXPLAIN {sql}").fetchall()
+        else:
+            plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}").fetchall()
+    assert "ix_idempotency_keys_batch" in str(plan), plan
