@@ -143,9 +143,11 @@ def post_batch(
     if not actor.is_treasurer_of_ledger(ledger_id):
         raise DomainError("forbidden", "only a treasurer of the co-op may post a batch")
     keys = [idempotency_key(ledger_id, e.key) for e in entries]
-    stored = _stored(conn, actor.user_id, keys)
     ids = {i for e in entries if e.request for i in (e.request.payer_id, e.request.payee_id)}
     accounts = _lock_accounts(conn, list(ids))
+    # After the locks: a request with the same items (a retry while this one's first attempt was
+    # still being written) waited for them above, and must now see the keys that attempt stored.
+    stored = _stored(conn, actor.user_id, keys)
     policy = ledger_policy(conn, ledger_id)
 
     results: list[BatchResult | None] = []

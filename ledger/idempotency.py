@@ -251,16 +251,24 @@ def key_guard(engine: Engine, *, user_id: int, key: str) -> Iterator[None]:
     """Hold (user, key) for one request: refused with 409 `idempotency_request_in_progress`
     while another request with this key runs, in this process or (SQLite) another worker; a
     unique-key violation from a writer that raced past it answers the same."""
+    with (
+        racing_writers("a request with this Idempotency-Key was being processed; retry to get its result"),
+        _in_flight(user_id=user_id, key=key),
+        _across_processes(engine, user_id=user_id, key=key),
+    ):
+        yield
+
+
+@contextmanager
+def racing_writers(detail: str) -> Iterator[None]:
+    """A unique-key violation on the stored responses means another request stored the same key
+    first (the unique key backs every lock): answer 409 `idempotency_request_in_progress`, so the
+    client retries and gets that request's outcome, instead of a 500."""
     try:
-        with _in_flight(user_id=user_id, key=key), _across_processes(engine, user_id=user_id, key=key):
-            yield
+        yield
     except IntegrityError as exc:
-        # The unique key backs the advisory lock: two writers of one key cannot both commit.
         if "idempotency_keys" in str(exc.orig) or "idempotency" in str(exc):
-            raise DomainError(
-                "idempotency_request_in_progress",
-                "a request with this Idempotency-Key was being processed; retry to get its result",
-            ) from exc
+            raise DomainError("idempotency_request_in_progress", detail) from exc
         raise
 
 

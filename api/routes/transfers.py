@@ -327,7 +327,11 @@ def post_transfer_batch(slug: str, data: s.BatchIn, actor: Actor, runtime: Runti
         counts = {o: sum(1 for r in results if r.outcome == o) for o in ("posted", "replayed", "refused")}
         return {**counts, "items": items}
 
-    body: Any = runtime.write(fn)  # BatchOut's JSON shape, encoded as it is
+    # Two batches racing on one item id that share no account (so neither waited for the other).
+    with idempotency.racing_writers(
+        "another batch with one of these item ids was being written; send it again"
+    ):
+        body: Any = runtime.write(fn)  # BatchOut's JSON shape, encoded as it is
     return Response(content=body)
 
 
