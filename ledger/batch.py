@@ -35,6 +35,7 @@ from ledger.core import (
 )
 from ledger.db import is_sqlite
 from ledger.errors import DomainError, Problem
+from ledger.models import BATCH_KEYS
 from ledger.service import TransferInput, TransferRecord, ledger_policy
 
 CHUNK = 500
@@ -82,17 +83,25 @@ def _chunks(values: Sequence[Any]) -> list[Sequence[Any]]:
     return [values[i : i + CHUNK] for i in range(0, len(values), CHUNK)]
 
 
-def _stored(conn: Connection, user_id: int, keys: list[str]) -> dict[str, tuple[str, Any]]:
-    ik = t.idempotency_keys
+def _stored(conn: Connection, user_id: int | None, keys: list[str]) -> dict[str, tuple[str, Any]]:
+    """The stored responses of these keys: the caller's, or anyone's when `user_id` is None."""
     found: dict[str, tuple[str, Any]] = {}
     for chunk in _chunks(keys):
-        for r in conn.execute(
-            sa.select(ik.c.key, ik.c.request_hash, ik.c.response_body).where(
-                ik.c.user_id == user_id, ik.c.key.in_(chunk)
-            )
-        ):
+        query = stored_keys_query(chunk)
+        if user_id is not None:
+            query = query.where(t.idempotency_keys.c.user_id == user_id)  # the primary key
+        for r in conn.execute(query):
             found[r.key] = (r.request_hash, json.loads(r.response_body))
     return found
+
+
+def stored_keys_query(keys: Sequence[str]) -> sa.Select[Any]:
+    """The stored responses of these batch keys, whoever stored them, through the partial index
+    `ix_idempotency_keys_batch` (its condition repeated word for word, so both engines use it)."""
+    ik = t.idempotency_keys
+    return sa.select(ik.c.key, ik.c.request_hash, ik.c.response_status, ik.c.response_body).where(
+        ik.c.key.in_(keys), sa.text(BATCH_KEYS)
+    )
 
 
 def _lock_accounts(conn: Connection, ids: list[int]) -> dict[int, _Row]:
@@ -139,7 +148,14 @@ def post_batch(
     entries: Sequence[BatchEntry],
     now: datetime,
     render: Callable[[TransferRecord], Any],
+    stored_by_anyone: bool = False,
 ) -> list[BatchResult]:
+    """Post `entries` in this transaction, each on its own; answer each item's outcome in order.
+
+    An item whose key holds a stored response replays it: the caller's own, or with
+    `stored_by_anyone` any user's (the CSV import: a file imported by one treasurer and again by
+    another must not post twice).
+    """
     if not actor.is_treasurer_of_ledger(ledger_id):
         raise DomainError("forbidden", "only a treasurer of the co-op may post a batch")
     keys = [idempotency_key(ledger_id, e.key) for e in entries]
@@ -147,7 +163,7 @@ def post_batch(
     accounts = _lock_accounts(conn, list(ids))
     # After the locks: a request with the same items (a retry while this one's first attempt was
     # still being written) waited for them above, and must now see the keys that attempt stored.
-    stored = _stored(conn, actor.user_id, keys)
+    stored = _stored(conn, None if stored_by_anyone else actor.user_id, keys)
     policy = ledger_policy(conn, ledger_id)
 
     results: list[BatchResult | None] = []

@@ -44,11 +44,10 @@ from accounts.actor import Actor, CoopRole, Role
 from accounts.service import CoopRecord
 from ledger import tables as t
 from ledger.amounts import AmountError, parse_amount
-from ledger.batch import BatchEntry, idempotency_key, post_batch
+from ledger.batch import BatchEntry, idempotency_key, post_batch, stored_keys_query
 from ledger.core import MAX_MEMO_LENGTH
 from ledger.db import read_transaction, write_transaction
 from ledger.errors import DomainError
-from ledger.models import BATCH_KEYS
 from ledger.service import TransferInput, TransferRecord
 
 CHUNK = 500
@@ -314,15 +313,6 @@ def _already_imported(conn: Connection, ledger_id: int, rows: Sequence[TransferR
     return found
 
 
-def stored_keys_query(keys: Sequence[str]) -> sa.Select[Any]:
-    """The stored responses of these batch keys, whoever stored them, through the partial index
-    `ix_idempotency_keys_batch` (its condition repeated word for word, so both engines use it)."""
-    ik = t.idempotency_keys
-    return sa.select(ik.c.key, ik.c.request_hash, ik.c.response_status, ik.c.response_body).where(
-        ik.c.key.in_(keys), sa.text(BATCH_KEYS)
-    )
-
-
 def _render(record: TransferRecord) -> dict[str, Any]:
     return {"transfer": str(record.id), "source": "import-csv"}
 
@@ -452,7 +442,13 @@ def import_transfers(
                 ik = t.idempotency_keys
                 conn.execute(sa.delete(ik).where(ik.c.key.in_(again), ik.c.response_status == REFUSED_STATUS))
             results = post_batch(
-                conn, actor=actor, ledger_id=ledger_id, entries=entries, now=now, render=_render
+                conn,
+                actor=actor,
+                ledger_id=ledger_id,
+                entries=entries,
+                now=now,
+                render=_render,
+                stored_by_anyone=True,  # what another treasurer imported meanwhile, too
             )
             for result in results:
                 if result.outcome == "posted":

@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from api.cli import app
 from ledger import tables as t
-from ledger.csv_import import ImportReport, import_csv, stored_keys_query
+from ledger.batch import stored_keys_query
+from ledger.csv_import import ImportReport, import_csv
 from ledger.db import read_transaction, write_transaction
 from ledger.reconcile import snapshot, verify
 from tests.treasurer.conftest import Book, make_book
