@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from litestar import Controller, get, patch
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 from sqlalchemy.engine import Connection
 
 from accounts.actor import Actor
@@ -52,7 +54,7 @@ class AccountController(Controller):
         account_id: str,
         actor: Actor,
         runtime: Runtime,
-        from_: str | None = Parameter(query="from", default=None),
+        from_: Annotated[str | None, QueryParameter(name="from")] = None,
         to: str | None = None,
         cursor: str | None = None,
         limit: int = Parameter(default=queries.DEFAULT_PAGE, ge=1, le=queries.MAX_PAGE),

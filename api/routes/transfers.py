@@ -6,12 +6,12 @@ import functools
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.concurrency import sync_to_thread
 from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, Parameter
 from sqlalchemy.engine import Connection
 
 from accounts import service as accounts
@@ -28,7 +28,7 @@ from ledger.db import is_sqlite
 from ledger.errors import DomainError, Problem
 from ledger.service import TransferInput, TransferRecord
 
-IdempotencyKey = Parameter(header="Idempotency-Key", default=None, required=False)
+IdempotencyKey = Annotated[str | None, HeaderParameter(name="Idempotency-Key", required=False)]
 
 
 def _render(
@@ -152,7 +152,7 @@ class TransferController(Controller):
         data: s.TransferCreate,
         claims: AccessClaims,
         runtime: Runtime,
-        idempotency_key: str | None = IdempotencyKey,
+        idempotency_key: IdempotencyKey = None,
     ) -> Response[s.TransferOut]:
         """Pay (you hold the payer account), claim (you hold the payee account), or record as treasurer."""
         payer, payee = present.id_in(data.payer), present.id_in(data.payee)
@@ -276,7 +276,7 @@ class TransferController(Controller):
         actor: Actor,
         runtime: Runtime,
         data: s.ReverseIn | None = None,
-        idempotency_key: str | None = IdempotencyKey,
+        idempotency_key: IdempotencyKey = None,
     ) -> Response[s.TransferOut]:
         """A treasurer corrects a posted transfer with a linked transfer the other way."""
         tid = present.id_in(transfer_id, code="transfer_not_found", what="transfer")
