@@ -54,6 +54,7 @@ from bench._common import (
 )
 from bench._cpu import CpuMeter
 from ledger.amounts import format_amount
+from ledger.csv_import import TRANSFERS_PER_TRANSACTION
 
 HORDAK_VENV = REPO / "bench" / ".venv-hordak"
 OUT = REPO / "bench" / "out"
@@ -409,7 +410,8 @@ def _bench_batch(
         else "executemany, one transaction per batch"
     )
     if "csv import" in figs:
-        figs["csv import"].note = "ledger.csv_import.import_csv in process (chunks of 500)"
+        rows = TRANSFERS_PER_TRANSACTION
+        figs["csv import"].note = f"ledger.csv_import.import_csv in process ({rows} rows per transaction)"
     result.batch = figs
     conn.close()
 
