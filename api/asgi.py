@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import gc
 import os
 import signal
 import sys
@@ -12,6 +11,7 @@ from litestar import Litestar
 
 from api.app import create_app
 from api.settings import Settings
+from api.startup import freeze_startup_objects
 
 SUPERVISOR_ENV = "COMMONS_SUPERVISOR_PID"
 _PR_SET_PDEATHSIG = 1
@@ -39,19 +39,3 @@ def app_factory() -> Litestar:
     app = create_app(Settings.from_env(demo_mode=demo))
     freeze_startup_objects()
     return app
-
-
-def freeze_startup_objects() -> None:
-    """Keep what the worker has built so far (~175,000 objects: modules, the app, SQLAlchemy's
-    and pydantic's metadata, all alive for the process's life) out of every later garbage
-    collection.
-
-    A full collection walks every tracked object. A batch request allocates enough to set one off
-    now and then, and each walked the startup objects too: ~70 ms, a sixth of a 1,000-transfer
-    batch's time taken in one of every eight batches (docs/benchmarks.md, item 17). Frozen, the
-    same collections take ~3 ms. Objects frozen here are still freed by reference counting; only
-    a reference cycle among them is never collected, and there is none to collect: the collection
-    before the freeze leaves only what is alive.
-    """
-    gc.collect()
-    gc.freeze()

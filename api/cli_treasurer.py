@@ -281,8 +281,10 @@ def import_command(
 ) -> None:
     """Import an exported co-op into this database (empty, or without those ids), verified
     before it commits: identical balances, postings and seal digests, or nothing at all."""
+    from api.startup import freeze_startup_objects
     from ledger.export import ImportRefusedError, import_file
 
+    freeze_startup_objects()
     with _engine(migrate_empty=True) as engine, _progress() as bar:
         task = bar.add_task(f"importing {file.name}", total=None)
         try:
@@ -318,8 +320,10 @@ def import_csv_command(
 ) -> None:
     """Bring in a time bank from another system. Rerunning the same files changes nothing.
     Exit code 1 when rows were rejected (listed by file and line)."""
+    from api.startup import freeze_startup_objects
     from ledger.csv_import import CsvError, import_csv
 
+    freeze_startup_objects()
     with _engine() as engine, _progress() as bar:
 
         def progress(name: str, total: int) -> Callable[[int], None]:

@@ -123,3 +123,12 @@ def engine(db_url: str) -> Iterator[Engine]:
     eng = make_engine(db_url, pool_size=20)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _commands_do_not_freeze_pytest(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`commons import-csv` and `commons import` freeze their process's startup objects out of
+    garbage collection (api.startup). Run in process by CliRunner, they would freeze pytest's, and
+    a later test's reference cycles among those would never be collected. The real freeze is
+    tested in a process of its own (tests/api/test_serve.py)."""
+    monkeypatch.setattr("api.startup.freeze_startup_objects", lambda: None)

@@ -216,7 +216,11 @@ def test_refused_rows_stay_refused_until_retried(book: Book, tmp_path: Path) -> 
     assert balances(book.engine) == {"ann@old.example.org": -1100, "bo@old.example.org": 1100}
 
 
-def test_the_command_reports_rejected_rows_by_line(engine: Engine, db_url: str, tmp_path: Path) -> None:
+def test_the_command_reports_rejected_rows_by_line(
+    engine: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    freezes: list[None] = []  # the command freezes its startup objects (api.startup), not pytest's
+    monkeypatch.setattr("api.startup.freeze_startup_objects", lambda: freezes.append(None))
     make_book(engine, members=1)
     g = generate(tmp_path, transfers=600, members=8)
     env = {"COMMONS_DATABASE_URL": db_url}
@@ -239,6 +243,7 @@ def test_the_command_reports_rejected_rows_by_line(engine: Engine, db_url: str, 
     with rejected.open(encoding="utf-8") as f:
         listed = {(row["file"], int(row["line"])) for row in csv.DictReader(f)}
     assert ("transfers.csv", 252) in listed and ("members.csv", 10) in listed
+    assert len(freezes) == 1
     unknown = CliRunner().invoke(
         app, ["import-csv", "--coop", "nowhere", str(g.members), str(g.transfers)], env=env
     )
