@@ -24,8 +24,8 @@ from api.routes.treasurer import StatementController, TreasurerController
 from api.runtime import Runtime, provide_actor, provide_runtime, require_json_body
 from api.settings import Settings
 from api.web import web_router
-from ledger import service
-from ledger.db import make_engine, write_transaction
+from ledger import pg_transfer, service
+from ledger.db import is_sqlite, make_engine, write_transaction
 from ledger.errors import DomainError
 from migrations import is_at_head, revision_status
 
@@ -83,8 +83,10 @@ def create_app(settings: Settings, *, check_migrations: bool = True, sweep_claim
             sweeper.sweep()
             sweeper.start()
 
-    def on_shutdown() -> None:
+    async def on_shutdown() -> None:
         sweeper.close()
+        if not is_sqlite(engine):
+            await pg_transfer.close_async(engine)  # POST /transfers' own connections
         engine.dispose()
 
     authenticated = {"actor": Provide(provide_actor, sync_to_thread=True)}

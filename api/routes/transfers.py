@@ -140,11 +140,11 @@ class TransferController(Controller):
 
     # The hot write path. The caller is loaded inside the write transaction (`claims`, not
     # `actor`), so a transfer costs one pooled connection and one transaction, not two. The
-    # handler runs on the event loop: only the database work leaves it (SQLite: queued for the
-    # group's writer, ledger.sqlite_transfer.pay_async; PostgreSQL and the Python path: Litestar's
-    # worker threads, whose small pool matters: anyio's 40 threads cost PostgreSQL a quarter of
-    # its throughput), instead of the whole request hopping to a thread (docs/benchmarks.md,
-    # item 16).
+    # handler runs on the event loop: SQLite's payment is queued for the group's writer
+    # (ledger.sqlite_transfer.pay_async), PostgreSQL's `commons_pay` awaited on an asyncio
+    # connection (ledger.pg_transfer.pay_async); only the Python path leaves the loop, for
+    # Litestar's worker threads, whose small pool matters: anyio's 40 threads cost PostgreSQL a
+    # quarter of its throughput (docs/benchmarks.md, items 16 and 22).
     @post("/", status_code=201, dependencies={"claims": Provide(provide_claims, sync_to_thread=False)})
     async def create(
         self,
@@ -203,7 +203,7 @@ class TransferController(Controller):
                 if is_sqlite(engine):
                     stored = await sqlite_transfer.pay_async(engine, prepared)
                 else:
-                    stored = await sync_to_thread(pg_transfer.pay, engine, prepared)
+                    stored = await pg_transfer.pay_async(engine, prepared)
             if stored is None:
                 stored = await sync_to_thread(guarded)
         return _response(stored)

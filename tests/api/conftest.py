@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import count
@@ -71,6 +72,13 @@ def make_settings(db_url: str) -> Settings:
 
 @pytest.fixture
 def api(db_url: str) -> Iterator[Api]:
+    with serve(db_url) as a:
+        yield a
+
+
+@contextmanager
+def serve(db_url: str) -> Iterator[Api]:
+    """The app on `db_url` with an admin signed in, started and, on leaving, stopped."""
     engine = make_engine(db_url, pool_size=2)
     with write_transaction(engine) as conn:
         create_user(

@@ -9,6 +9,7 @@ answers there (tests/api/test_sqlite_transfer.py).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +20,7 @@ from api import present
 from ledger import idempotency, pg_transfer, queries, service
 from ledger import tables as t
 from ledger.db import make_engine
-from tests.api.conftest import Api, Coop, new_key
+from tests.api.conftest import Api, Coop, make_coop, new_key, serve
 
 TESS, ANA, BEN = "tess@riverside.example.org", "ana@riverside.example.org", "ben@riverside.example.org"
 
@@ -28,14 +29,20 @@ TESS, ANA, BEN = "tess@riverside.example.org", "ana@riverside.example.org", "ben
 def outcomes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every answer of commons_pay during the test, in order."""
     seen: list[str] = []
-    real = pg_transfer.attempt
+    real, real_async = pg_transfer.attempt, pg_transfer.attempt_async
 
     def spy(engine: Any, payment: pg_transfer.Payment) -> pg_transfer.Attempt:
         result = real(engine, payment)
         seen.append(result.outcome)
         return result
 
+    async def spy_async(engine: Any, payment: pg_transfer.Payment) -> pg_transfer.Attempt:
+        result = await real_async(engine, payment)
+        seen.append(result.outcome)
+        return result
+
     monkeypatch.setattr(pg_transfer, "attempt", spy)
+    monkeypatch.setattr(pg_transfer, "attempt_async", spy_async)
     return seen
 
 
@@ -241,3 +248,49 @@ def test_a_nul_never_reaches_the_function(api: Api, coop: Coop, db: sa.Engine, o
     assert r.status_code == 422 and r.json()["code"] == "validation_failed", r.text
     assert outcomes == []
     assert counts(db) == (0, 0, 0)
+
+
+def _transfer_connections(db: sa.Engine) -> list[int]:
+    with db.connect() as conn:
+        return list(
+            conn.execute(
+                sa.text(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = :name"
+                    " AND datname = current_database()"
+                ),
+                {"name": pg_transfer.APPLICATION_NAME},
+            ).scalars()
+        )
+
+
+@pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_a_dead_transfer_connection_falls_back_and_is_replaced(
+    api: Api, coop: Coop, db: sa.Engine, outcomes: list[str]
+) -> None:
+    """POST /transfers' own asyncio connection killed between requests (a restarted database, an
+    idle timeout): that request is answered by the Python path, the next one by a new connection."""
+    first = api.pay(ANA, coop.accounts[ANA], coop.accounts[BEN], "1.00", key=new_key())
+    assert first.status_code == 201, first.text
+    (pid,) = _transfer_connections(db)
+    with db.connect() as conn:
+        conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    second = api.pay(ANA, coop.accounts[ANA], coop.accounts[BEN], "2.00", key=new_key())
+    assert second.status_code == 201, second.text
+    third = api.pay(ANA, coop.accounts[ANA], coop.accounts[BEN], "3.00", key=new_key())
+    assert third.status_code == 201, third.text
+    assert outcomes == ["posted", "fallback:connection", "posted"]
+    assert _transfer_connections(db) not in ([], [pid])
+    assert counts(db) == (3, 6, 3)
+
+
+@pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_the_server_closes_its_transfer_connections_when_it_stops(db_url: str, db: sa.Engine) -> None:
+    with serve(db_url) as api:
+        coop = make_coop(api)
+        r = api.pay(ANA, coop.accounts[ANA], coop.accounts[BEN], "1.00", key=new_key())
+        assert r.status_code == 201, r.text
+        assert len(_transfer_connections(db)) == 1
+    deadline = time.monotonic() + 10
+    while _transfer_connections(db):  # the backend ends a moment after the client closed
+        assert time.monotonic() < deadline, "the server left its transfer connections open"
+        time.sleep(0.05)
