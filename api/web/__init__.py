@@ -109,7 +109,8 @@ def handle_other(request: Request[Any, Any, Any], exc: Exception) -> Response[An
     )
 
 
-def security_headers(response: Response[Any]) -> Response[Any]:
+async def security_headers(response: Response[Any]) -> Response[Any]:
+    # Async though it awaits nothing: Litestar runs a sync hook on a worker thread.
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     return response
