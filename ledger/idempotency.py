@@ -18,7 +18,9 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
+import tempfile
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -34,6 +36,8 @@ from sqlalchemy.exc import IntegrityError
 from ledger import tables as t
 from ledger.db import is_sqlite, write_transaction, writer_lock_path
 from ledger.errors import DomainError
+
+log = logging.getLogger(__name__)
 
 MAX_KEY_LENGTH = 255
 
@@ -153,13 +157,14 @@ _running_lock = threading.Lock()
 
 
 class _KeyLocks:
-    """Keys in flight across the worker processes of one SQLite database.
+    """Keys in flight across the worker processes of one database (see `_key_locks`).
 
     SQLite has no advisory locks, and its writers (ledger.db) queue on a lock that wakes them in
     no particular order: without this, a retry in one worker could take the write lock before its
     own first attempt waiting in another, be refused by a limit (storing nothing), and the first
-    attempt then commit. Each key in flight holds an exclusive POSIX record lock on one byte of
-    `<database>.key-locks`, at an offset drawn from the key's hash, tried without waiting. Record
+    attempt then commit; on PostgreSQL the same while the first attempt waits for a connection.
+    Each key in flight holds an exclusive POSIX record lock on one byte of a `.key-locks` file,
+    at an offset drawn from the key's hash, tried without waiting. Record
     locks belong to the process (threads are told apart by `_running`), vanish when it dies
     (SIGKILL included), and all of a process's locks on a file go when it closes any descriptor
     of that file: so each process opens the file once and never closes it.
@@ -198,16 +203,35 @@ _KEY_LOCKS_BY_ENGINE: weakref.WeakKeyDictionary[Engine, _KeyLocks | None] = weak
 
 
 def _key_locks(engine: Engine) -> _KeyLocks | None:
-    """The cross-process key locks of a SQLite database file; None elsewhere (PostgreSQL has its
-    advisory lock; an in-memory database has one process). Found once per engine: resolving the
-    path (realpath) is file-system work that has no place on every request."""
+    """The cross-process key locks of a database; None for an in-memory SQLite database (one
+    process) or where the lock file cannot be opened. Found once per engine: resolving the path
+    is file-system work that has no place on every request.
+
+    SQLite: beside the database file. PostgreSQL: in the temporary directory, one file per
+    database (host, port, name, user), shared by the workers of one host. Its advisory lock on
+    the key is taken in the database, only once a request holds a connection: a first attempt
+    still waiting for one (or for one to be opened) was not covered, and its retry in another
+    worker could run to a refusal first (found by the bank test, docs/reliability.md). Workers on
+    other hosts still have only the advisory lock.
+    """
     try:
         return _KEY_LOCKS_BY_ENGINE[engine]
     except KeyError:
         pass
-    path = writer_lock_path(engine.url.database, ".key-locks") if is_sqlite(engine) else None
+    if is_sqlite(engine):
+        path = writer_lock_path(engine.url.database, ".key-locks")
+    else:
+        identity = engine.url.set(password=None).render_as_string(hide_password=True)
+        name = hashlib.sha256(identity.encode()).hexdigest()[:24]
+        path = os.path.join(tempfile.gettempdir(), f"commons-{name}.key-locks")
     with _running_lock:
         locks = None if path is None else _KEY_LOCKS.setdefault(path, _KeyLocks(path))
+        if locks is not None:
+            try:
+                locks._descriptor()  # opened once and kept: closing it would drop the locks
+            except OSError:
+                log.warning("cannot open %s: keys in flight are guarded in this process only", path)
+                locks = None
         _KEY_LOCKS_BY_ENGINE[engine] = locks
     return locks
 
