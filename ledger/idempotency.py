@@ -273,8 +273,8 @@ def _in_flight(*, user_id: int, key: str) -> Iterator[None]:
 @contextmanager
 def key_guard(engine: Engine, *, user_id: int, key: str) -> Iterator[None]:
     """Hold (user, key) for one request: refused with 409 `idempotency_request_in_progress`
-    while another request with this key runs, in this process or (SQLite) another worker; a
-    unique-key violation from a writer that raced past it answers the same."""
+    while another request with this key runs, in this process or another worker of this host
+    (`_key_locks`); a unique-key violation from a writer that raced past it answers the same."""
     with (
         racing_writers("a request with this Idempotency-Key was being processed; retry to get its result"),
         _in_flight(user_id=user_id, key=key),

@@ -94,7 +94,7 @@ def _params(payment: Payment) -> tuple[Any, ...]:
     )
 
 
-def _refused(exc: psycopg.Error) -> Attempt:
+def _fallback_for(exc: psycopg.Error) -> Attempt:
     """What a driver error means for the caller: the Python path decides, or it is a bug."""
     if isinstance(exc, psycopg.OperationalError):
         # A dead connection; if it died while committing, the Python path replays the stored
@@ -137,7 +137,7 @@ def attempt(engine: Engine, payment: Payment) -> Attempt:
     except psycopg.Error as exc:
         if isinstance(exc, psycopg.OperationalError):
             pooled.invalidate()
-        return _refused(exc)
+        return _fallback_for(exc)
     finally:
         pooled.close()
     return _answer(row)
@@ -152,7 +152,7 @@ async def attempt_async(engine: Engine, payment: Payment) -> Attempt:
             cursor = await conn.execute(_PAY, _params(payment), prepare=True)
             row = await cursor.fetchone()
     except psycopg.Error as exc:
-        return _refused(exc)
+        return _fallback_for(exc)
     return _answer(row)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -48,8 +47,6 @@ def _idempotent(
     key: str | None,
     body: Any,
     command: Any,
-    before: Any = None,
-    fast: Callable[[str, str], Callable[[], idempotency.StoredResponse | None] | None] | None = None,
 ) -> Response[Any]:
     key = idempotency.validate_key(key)
     request_hash = idempotency.fingerprint(request.method, request.url.path, body)
@@ -60,8 +57,6 @@ def _idempotent(
         request_hash=request_hash,
         now=runtime.clock(),
         command=command,
-        before=before,
-        fast=None if fast is None else fast(key, request_hash),
     )
     return _response(stored)
 
